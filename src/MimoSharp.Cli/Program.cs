@@ -1,0 +1,40 @@
+using System.CommandLine;
+using MimoSharp.Cli.Commands;
+
+namespace MimoSharp.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the CLI with the given writers (tests call this in-process).</summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = BuildRoot(output);
+        var configuration = new InvocationConfiguration { Output = output, Error = error };
+        try
+        {
+            return root.Parse(args).Invoke(configuration);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The only place exceptions become exit codes: user-facing errors are one clear line.
+            error.WriteLine($"error: {ex.Message}");
+            if (Environment.GetEnvironmentVariable("MIMO_DEBUG") == "1")
+            {
+                error.WriteLine(ex);
+            }
+            return 1;
+        }
+    }
+
+    private static RootCommand BuildRoot(TextWriter output)
+    {
+        var root = new RootCommand("mimo: run, inspect and create MiMo-V2-Flash-architecture models");
+        foreach (Command command in CommandCatalog.All(output))
+        {
+            root.Subcommands.Add(command);
+        }
+        return root;
+    }
+}

@@ -1,0 +1,400 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using MimoSharp.Tensors.Threading;
+
+namespace MimoSharp.Tensors.Kernels;
+
+/// <summary>Which instruction set the kernels use; tests force the narrower paths to compare them.</summary>
+public enum KernelIsa
+{
+    Scalar,
+    Vector256,
+    Vector512,
+}
+
+/// <summary>
+/// y = x · Wᵀ for a weight matrix W [rows, cols] in its stored format: x [n, cols], y [n, rows].
+/// Rows are split across the worker pool in groups of four.
+/// Decode (n == 1) reads each weight once, dequantizing FP8/BF16 in registers: an FP8 code b is
+/// sign-extended to int32, shifted left 20 and masked, which lays its sign, exponent and mantissa
+/// into a float32 whose value is decode(b)·2^-120 (subnormal codes land on float subnormals, still
+/// exact). x is prescaled by 2^100 and each block's scale by 2^20, so no per-weight multiply remains
+/// and the products stay in the normal float range.
+/// Batches (n > 1) dequantize four rows at a time into a per-thread buffer and reuse them for every
+/// token, so each weight is still read once per call.
+/// </summary>
+public static unsafe class MatMul
+{
+    private const float XPrescale = 1.2676506e30f; // 2^100
+    private const int Fp8Mask = unchecked((int)0x87F00000);
+    private const int RowGroup = 4;
+
+    private static KernelIsa s_isa = DetectIsa();
+
+    [ThreadStatic] private static float* t_scratch;
+    [ThreadStatic] private static int t_scratchLength;
+    [ThreadStatic] private static Job? t_job;
+
+    /// <summary>The widest path this machine supports.</summary>
+    public static KernelIsa DetectIsa() =>
+        Avx512F.IsSupported && Avx512BW.IsSupported ? KernelIsa.Vector512
+        : Avx2.IsSupported && Fma.IsSupported ? KernelIsa.Vector256
+        : KernelIsa.Scalar;
+
+    /// <summary>The path in use. Setting a path wider than the machine supports throws.</summary>
+    public static KernelIsa Isa
+    {
+        get => s_isa;
+        set
+        {
+            if (value > DetectIsa())
+            {
+                throw new NotSupportedException($"{value} is not supported on this machine (widest: {DetectIsa()})");
+            }
+            s_isa = value;
+        }
+    }
+
+    /// <summary>y [n, W.Rows] = x [n, W.Cols] · Wᵀ.</summary>
+    public static void Multiply(WeightMatrix weight, ReadOnlySpan<float> x, Span<float> y, int n, WorkerPool? pool = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        if (x.Length < (long)n * weight.Cols || y.Length < (long)n * weight.Rows)
+        {
+            throw new ArgumentException(
+                $"MatMul of [{n}, {weight.Cols}] by W[{weight.Rows}, {weight.Cols}]ᵀ needs x of {(long)n * weight.Cols} and y of {(long)n * weight.Rows} floats; got {x.Length} and {y.Length}");
+        }
+        if (n == 0)
+        {
+            return;
+        }
+        pool ??= WorkerPool.Shared;
+        var job = t_job ??= new Job();
+        fixed (float* px = x, py = y)
+        fixed (float* scales = weight.KernelScales)
+        {
+            job.Weight = weight;
+            job.X = px;
+            job.Y = py;
+            job.N = n;
+            job.Scales = scales;
+            job.Isa = s_isa;
+            job.Fused = n == 1 && s_isa != KernelIsa.Scalar && weight.DType is DType.F8E4M3 or DType.BF16;
+            float* prescaled = null;
+            if (job.Fused && weight.DType == DType.F8E4M3)
+            {
+                prescaled = (float*)NativeMemory.AlignedAlloc((nuint)weight.Cols * sizeof(float), 64);
+                for (int c = 0; c < weight.Cols; c++)
+                {
+                    prescaled[c] = px[c] * XPrescale;
+                }
+            }
+            job.XPrescaled = prescaled;
+            try
+            {
+                int groups = (weight.Rows + RowGroup - 1) / RowGroup;
+                pool.Run(job, groups, pool.GrainFor(groups, minimum: 4));
+            }
+            finally
+            {
+                if (prescaled != null)
+                {
+                    NativeMemory.AlignedFree(prescaled);
+                }
+                job.Weight = null;
+            }
+        }
+    }
+
+    private sealed class Job : IParallelJob
+    {
+        public WeightMatrix? Weight;
+        public float* X, Y, XPrescaled, Scales;
+        public int N;
+        public bool Fused;
+        public KernelIsa Isa;
+
+        public void Execute(int start, int end)
+        {
+            WeightMatrix w = Weight!;
+            int rowStart = start * RowGroup;
+            int rowEnd = Math.Min(end * RowGroup, w.Rows);
+            if (Fused)
+            {
+                ExecuteFused(w, rowStart, rowEnd);
+            }
+            else
+            {
+                ExecuteGeneric(w, rowStart, rowEnd);
+            }
+        }
+
+        private void ExecuteFused(WeightMatrix w, int rowStart, int rowEnd)
+        {
+            int cols = w.Cols;
+            int r = rowStart;
+            if (Isa == KernelIsa.Vector512)
+            {
+                for (; r + RowGroup <= rowEnd; r += RowGroup)
+                {
+                    if (w.DType == DType.F8E4M3)
+                    {
+                        Fp8Rows4V512(w, r, XPrescaled, Scales, Y + r);
+                    }
+                    else
+                    {
+                        Bf16Rows4V512((ushort*)w.RowPointer(r), cols, X, Y + r);
+                    }
+                }
+            }
+            for (; r < rowEnd; r++)
+            {
+                Y[r] = w.DType == DType.F8E4M3
+                    ? Fp8RowV256(w.RowPointer(r), cols, w.BlockCols, XPrescaled, w.KernelScaleRow(r, Scales))
+                    : Bf16RowV256((ushort*)w.RowPointer(r), cols, X);
+            }
+        }
+
+        private void ExecuteGeneric(WeightMatrix w, int rowStart, int rowEnd)
+        {
+            int cols = w.Cols;
+            int rowCount = rowEnd - rowStart;
+            float* rows;
+            if (w.DType == DType.F32)
+            {
+                rows = (float*)w.RowPointer(rowStart);
+            }
+            else
+            {
+                rows = Scratch(rowCount * cols);
+                for (int i = 0; i < rowCount; i++)
+                {
+                    w.DequantizeRowUnchecked(rowStart + i, rows + (long)i * cols);
+                }
+            }
+            int outStride = w.Rows;
+            for (int t = 0; t < N; t++)
+            {
+                float* xt = X + (long)t * cols;
+                float* yt = Y + (long)t * outStride + rowStart;
+                int i = 0;
+                if (Isa == KernelIsa.Vector512)
+                {
+                    for (; i + 4 <= rowCount; i += 4)
+                    {
+                        Dot4V512(rows + (long)i * cols, cols, xt, yt + i);
+                    }
+                }
+                for (; i < rowCount; i++)
+                {
+                    yt[i] = Isa == KernelIsa.Scalar ? DotScalar(rows + (long)i * cols, xt, cols) : VectorMath.Dot(rows + (long)i * cols, xt, cols);
+                }
+            }
+        }
+    }
+
+    private static float* Scratch(int length)
+    {
+        if (t_scratchLength < length)
+        {
+            if (t_scratch != null)
+            {
+                NativeMemory.AlignedFree(t_scratch);
+            }
+            t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
+            t_scratchLength = length;
+        }
+        return t_scratch;
+    }
+
+    private static float DotScalar(float* a, float* b, int n)
+    {
+        float sum = 0;
+        for (int i = 0; i < n; i++)
+        {
+            sum += a[i] * b[i];
+        }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> DecodeFp8V512(byte* p) =>
+        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)p)), 20) & Vector512.Create(Fp8Mask)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> DecodeFp8V256(byte* p) =>
+        (Vector256.ShiftLeft(Avx2.ConvertToVector256Int32((sbyte*)p), 20) & Vector256.Create(Fp8Mask)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DecodeFp8Scalar(byte b) => BitConverter.Int32BitsToSingle(((sbyte)b << 20) & Fp8Mask);
+
+    /// <summary>Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results.</summary>
+    private static void Fp8Rows4V512(WeightMatrix w, int r, float* xs, float* scales, float* y)
+    {
+        int cols = w.Cols, blockCols = w.BlockCols;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
+        float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        var acc2 = Vector512<float>.Zero;
+        var acc3 = Vector512<float>.Zero;
+        float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
+        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            var b0 = Vector512<float>.Zero;
+            var b1 = Vector512<float>.Zero;
+            var b2 = Vector512<float>.Zero;
+            var b3 = Vector512<float>.Zero;
+            int c = start;
+            for (; c + 16 <= end; c += 16)
+            {
+                var xv = Vector512.Load(xs + c);
+                b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
+                b1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c), xv, b1);
+                b2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c), xv, b2);
+                b3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c), xv, b3);
+            }
+            if (c < end)
+            {
+                float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+                for (; c < end; c++)
+                {
+                    float xc = xs[c];
+                    t0 += DecodeFp8Scalar(p0[c]) * xc;
+                    t1 += DecodeFp8Scalar(p1[c]) * xc;
+                    t2 += DecodeFp8Scalar(p2[c]) * xc;
+                    t3 += DecodeFp8Scalar(p3[c]) * xc;
+                }
+                tail0 += t0 * s0[b];
+                tail1 += t1 * s1[b];
+                tail2 += t2 * s2[b];
+                tail3 += t3 * s3[b];
+            }
+            acc0 = Vector512.FusedMultiplyAdd(b0, Vector512.Create(s0[b]), acc0);
+            acc1 = Vector512.FusedMultiplyAdd(b1, Vector512.Create(s1[b]), acc1);
+            acc2 = Vector512.FusedMultiplyAdd(b2, Vector512.Create(s2[b]), acc2);
+            acc3 = Vector512.FusedMultiplyAdd(b3, Vector512.Create(s3[b]), acc3);
+        }
+        y[0] = Vector512.Sum(acc0) + tail0;
+        y[1] = Vector512.Sum(acc1) + tail1;
+        y[2] = Vector512.Sum(acc2) + tail2;
+        y[3] = Vector512.Sum(acc3) + tail3;
+    }
+
+    /// <summary>One FP8 row against the prescaled x (Vector256, scalar tails).</summary>
+    private static float Fp8RowV256(byte* p, int cols, int blockCols, float* xs, float* s)
+    {
+        var acc = Vector256<float>.Zero;
+        float tail = 0;
+        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            var blockAcc = Vector256<float>.Zero;
+            int c = start;
+            for (; c + 8 <= end; c += 8)
+            {
+                blockAcc = Vector256.FusedMultiplyAdd(DecodeFp8V256(p + c), Vector256.Load(xs + c), blockAcc);
+            }
+            float t = 0;
+            for (; c < end; c++)
+            {
+                t += DecodeFp8Scalar(p[c]) * xs[c];
+            }
+            tail += t * s[b];
+            acc = Vector256.FusedMultiplyAdd(blockAcc, Vector256.Create(s[b]), acc);
+        }
+        return Vector256.Sum(acc) + tail;
+    }
+
+    private static void Bf16Rows4V512(ushort* p0, int cols, float* x, float* y)
+    {
+        ushort* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        var acc2 = Vector512<float>.Zero;
+        var acc3 = Vector512<float>.Zero;
+        int c = 0;
+        for (; c + 16 <= cols; c += 16)
+        {
+            var xv = Vector512.Load(x + c);
+            acc0 = Vector512.FusedMultiplyAdd(Bf16V512(p0 + c), xv, acc0);
+            acc1 = Vector512.FusedMultiplyAdd(Bf16V512(p1 + c), xv, acc1);
+            acc2 = Vector512.FusedMultiplyAdd(Bf16V512(p2 + c), xv, acc2);
+            acc3 = Vector512.FusedMultiplyAdd(Bf16V512(p3 + c), xv, acc3);
+        }
+        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (; c < cols; c++)
+        {
+            float xc = x[c];
+            t0 += Bf16Scalar(p0[c]) * xc;
+            t1 += Bf16Scalar(p1[c]) * xc;
+            t2 += Bf16Scalar(p2[c]) * xc;
+            t3 += Bf16Scalar(p3[c]) * xc;
+        }
+        y[0] = Vector512.Sum(acc0) + t0;
+        y[1] = Vector512.Sum(acc1) + t1;
+        y[2] = Vector512.Sum(acc2) + t2;
+        y[3] = Vector512.Sum(acc3) + t3;
+    }
+
+    private static float Bf16RowV256(ushort* p, int cols, float* x)
+    {
+        var acc = Vector256<float>.Zero;
+        int c = 0;
+        for (; c + 8 <= cols; c += 8)
+        {
+            var w = Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p + c)), 16).AsSingle();
+            acc = Vector256.FusedMultiplyAdd(w, Vector256.Load(x + c), acc);
+        }
+        float tail = 0;
+        for (; c < cols; c++)
+        {
+            tail += Bf16Scalar(p[c]) * x[c];
+        }
+        return Vector256.Sum(acc) + tail;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Bf16V512(ushort* p) =>
+        Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load(p)), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Bf16Scalar(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>Four float rows (stride cols) against x: y[0..3].</summary>
+    private static void Dot4V512(float* r0, int cols, float* x, float* y)
+    {
+        float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        var acc2 = Vector512<float>.Zero;
+        var acc3 = Vector512<float>.Zero;
+        int c = 0;
+        for (; c + 16 <= cols; c += 16)
+        {
+            var xv = Vector512.Load(x + c);
+            acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(r0 + c), xv, acc0);
+            acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(r1 + c), xv, acc1);
+            acc2 = Vector512.FusedMultiplyAdd(Vector512.Load(r2 + c), xv, acc2);
+            acc3 = Vector512.FusedMultiplyAdd(Vector512.Load(r3 + c), xv, acc3);
+        }
+        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (; c < cols; c++)
+        {
+            float xc = x[c];
+            t0 += r0[c] * xc;
+            t1 += r1[c] * xc;
+            t2 += r2[c] * xc;
+            t3 += r3[c] * xc;
+        }
+        y[0] = Vector512.Sum(acc0) + t0;
+        y[1] = Vector512.Sum(acc1) + t1;
+        y[2] = Vector512.Sum(acc2) + t2;
+        y[3] = Vector512.Sum(acc3) + t3;
+    }
+}

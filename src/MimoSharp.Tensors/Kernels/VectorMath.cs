@@ -1,0 +1,190 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MimoSharp.Tensors.Kernels;
+
+/// <summary>Element-wise and reduction kernels on float spans. Vector512 / Vector256 paths chosen at run time.</summary>
+public static unsafe class VectorMath
+{
+    /// <summary>Dot product of two equal-length spans.</summary>
+    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        if (a.Length != b.Length)
+        {
+            throw new ArgumentException($"lengths differ: {a.Length} vs {b.Length}");
+        }
+        fixed (float* pa = a, pb = b)
+        {
+            return Dot(pa, pb, a.Length);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float Dot(float* a, float* b, int n)
+    {
+        int i = 0;
+        float sum = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var acc0 = Vector512<float>.Zero;
+            var acc1 = Vector512<float>.Zero;
+            for (; i + 32 <= n; i += 32)
+            {
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
+                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i + 16), Vector512.Load(b + i + 16), acc1);
+            }
+            for (; i + 16 <= n; i += 16)
+            {
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
+            }
+            sum = Vector512.Sum(acc0 + acc1);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), acc1);
+            }
+            for (; i + 8 <= n; i += 8)
+            {
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
+            }
+            sum = Vector256.Sum(acc0 + acc1);
+        }
+        for (; i < n; i++)
+        {
+            sum += a[i] * b[i];
+        }
+        return sum;
+    }
+
+    /// <summary>y += alpha * x.</summary>
+    public static void MultiplyAdd(ReadOnlySpan<float> x, float alpha, Span<float> y)
+    {
+        if (x.Length != y.Length)
+        {
+            throw new ArgumentException($"lengths differ: {x.Length} vs {y.Length}");
+        }
+        fixed (float* px = x, py = y)
+        {
+            MultiplyAdd(px, alpha, py, x.Length);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void MultiplyAdd(float* x, float alpha, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var va = Vector512.Create(alpha);
+            for (; i + 16 <= n; i += 16)
+            {
+                Vector512.FusedMultiplyAdd(Vector512.Load(x + i), va, Vector512.Load(y + i)).Store(y + i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var va = Vector256.Create(alpha);
+            for (; i + 8 <= n; i += 8)
+            {
+                Vector256.FusedMultiplyAdd(Vector256.Load(x + i), va, Vector256.Load(y + i)).Store(y + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            y[i] += alpha * x[i];
+        }
+    }
+
+    /// <summary>y += x.</summary>
+    public static void Add(ReadOnlySpan<float> x, Span<float> y) => MultiplyAdd(x, 1f, y);
+
+    /// <summary>x *= alpha.</summary>
+    public static void Scale(Span<float> x, float alpha)
+    {
+        for (int i = 0; i < x.Length; i++)
+        {
+            x[i] *= alpha;
+        }
+    }
+
+    /// <summary>Converts n bfloat16 values to float32.</summary>
+    internal static void Bf16ToSingle(ushort* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx512F.IsSupported)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                Vector512<int> wide = Avx512F.ConvertToVector512Int32(Vector256.Load(src + i));
+                Vector512.ShiftLeft(wide, 16).AsSingle().Store(dst + i);
+            }
+        }
+        else if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= n; i += 8)
+            {
+                Vector256<int> wide = Avx2.ConvertToVector256Int32(Vector128.Load(src + i));
+                Vector256.ShiftLeft(wide, 16).AsSingle().Store(dst + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            dst[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
+        }
+    }
+
+    /// <summary>
+    /// RMSNorm: y = w * (x / sqrt(mean(x^2) + eps)), no "+1" on w. x and y may be the same span.
+    /// </summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y)
+    {
+        if (x.Length != weight.Length || y.Length != x.Length)
+        {
+            throw new ArgumentException($"RmsNorm lengths differ: x {x.Length}, weight {weight.Length}, y {y.Length}");
+        }
+        float sumSquares;
+        fixed (float* px = x)
+        {
+            sumSquares = Dot(px, px, x.Length);
+        }
+        float inv = 1f / MathF.Sqrt(sumSquares / x.Length + eps);
+        for (int i = 0; i < x.Length; i++)
+        {
+            y[i] = weight[i] * (x[i] * inv);
+        }
+    }
+
+    /// <summary>SwiGLU in place: gate[i] = silu(gate[i]) * up[i], silu(z) = z * sigmoid(z).</summary>
+    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        if (gate.Length != up.Length)
+        {
+            throw new ArgumentException($"lengths differ: {gate.Length} vs {up.Length}");
+        }
+        for (int i = 0; i < gate.Length; i++)
+        {
+            float z = gate[i];
+            gate[i] = z / (1f + MathF.Exp(-z)) * up[i];
+        }
+    }
+
+    /// <summary>Index of the largest value (first on ties).</summary>
+    public static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++)
+        {
+            if (x[i] > x[best])
+            {
+                best = i;
+            }
+        }
+        return best;
+    }
+}
