@@ -11,7 +11,7 @@ public static class Program
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
         var root = BuildRoot(output);
-        var configuration = new InvocationConfiguration { Output = output, Error = error };
+        var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
         try
         {
             return root.Parse(args).Invoke(configuration);

@@ -1,0 +1,189 @@
+using MimoSharp.Tensors.Kernels;
+using MimoSharp.Tensors.Threading;
+
+namespace MimoSharp.Models.Layers;
+
+/// <summary>
+/// Routed experts (spec §2.6). Router logits in fp32, sigmoid scores s; the correction bias b chooses
+/// the top-k by s + b (after DeepSeek-V3 group-limited selection, a no-op with one group) but the
+/// weights are the unbiased s of the chosen experts, normalised to sum 1 when norm_topk_prob, then
+/// multiplied by routed_scaling_factor. Rows are grouped by expert so that each chosen expert's
+/// weights are read once per call however many rows chose it.
+/// </summary>
+public sealed class MoeFeedForward
+{
+    private readonly MoeWeights _weights;
+    private readonly int _topK;
+    private readonly int _groups;
+    private readonly int _topkGroups;
+    private readonly bool _normalize;
+    private readonly float _scaling;
+    private readonly int _hidden;
+    private readonly WorkerPool _pool;
+
+    public MoeFeedForward(MoeWeights weights, int topK, int groups, int topkGroups, bool normalize, float scaling, WorkerPool pool)
+    {
+        _weights = weights;
+        _topK = topK;
+        _groups = groups;
+        _topkGroups = topkGroups;
+        _normalize = normalize;
+        _scaling = scaling;
+        _hidden = weights.Router.Cols;
+        _pool = pool;
+    }
+
+    public int Experts => _weights.Experts.Length;
+    public int TopK => _topK;
+
+    /// <summary>Bytes one token reads: the router and top-k experts (assuming an average expert size).</summary>
+    public long BytesReadPerToken => _weights.Router.BytesRead + _topK * _weights.Experts[0].BytesRead;
+
+    /// <summary>output [rows, H] from input [rows, H]. <paramref name="chosen"/> [rows, topK] receives the routing if not empty.</summary>
+    public void Forward(ReadOnlySpan<float> input, Span<float> output, int rows, ForwardWorkspace ws, Span<int> chosen = default)
+    {
+        int experts = Experts;
+        Span<float> logits = ws.Floats("moe.router", rows * experts);
+        MatMul.Multiply(_weights.Router, input, logits, rows, _pool);
+
+        Span<int> selected = ws.Ints("moe.selected", rows * _topK);
+        Span<float> weights = ws.Floats("moe.weights", rows * _topK);
+        Span<float> scores = ws.Floats("moe.scores", experts);
+        Span<float> choice = ws.Floats("moe.choice", experts);
+        for (int r = 0; r < rows; r++)
+        {
+            Route(logits.Slice(r * experts, experts), scores, choice, selected.Slice(r * _topK, _topK), weights.Slice(r * _topK, _topK));
+        }
+        if (!chosen.IsEmpty)
+        {
+            selected.CopyTo(chosen);
+        }
+
+        // Counting sort of (row, slot) pairs by expert.
+        Span<int> counts = ws.Ints("moe.counts", experts + 1);
+        counts.Clear();
+        foreach (int e in selected)
+        {
+            counts[e + 1]++;
+        }
+        for (int e = 0; e < experts; e++)
+        {
+            counts[e + 1] += counts[e];
+        }
+        Span<int> order = ws.Ints("moe.order", rows * _topK);
+        Span<int> fill = ws.Ints("moe.fill", experts);
+        counts[..experts].CopyTo(fill);
+        for (int i = 0; i < selected.Length; i++)
+        {
+            order[fill[selected[i]]++] = i;
+        }
+
+        output[..(rows * _hidden)].Clear();
+        Span<float> gathered = ws.Floats("moe.in", rows * _hidden);
+        Span<float> expertOut = ws.Floats("moe.out", rows * _hidden);
+        for (int e = 0; e < experts; e++)
+        {
+            int begin = counts[e], end = counts[e + 1];
+            int m = end - begin;
+            if (m == 0)
+            {
+                continue;
+            }
+            for (int j = 0; j < m; j++)
+            {
+                int row = order[begin + j] / _topK;
+                input.Slice(row * _hidden, _hidden).CopyTo(gathered.Slice(j * _hidden, _hidden));
+            }
+            DenseFeedForward.Apply(_weights.Experts[e], gathered[..(m * _hidden)], expertOut, m, ws, _pool);
+            for (int j = 0; j < m; j++)
+            {
+                int pair = order[begin + j];
+                int row = pair / _topK;
+                VectorMath.MultiplyAdd(expertOut.Slice(j * _hidden, _hidden), weights[pair], output.Slice(row * _hidden, _hidden));
+            }
+        }
+    }
+
+    /// <summary>Chooses the top-k experts of one row and their weights.</summary>
+    private void Route(ReadOnlySpan<float> logits, Span<float> scores, Span<float> choice, Span<int> selected, Span<float> weights)
+    {
+        ReadOnlySpan<float> bias = _weights.CorrectionBias;
+        for (int e = 0; e < logits.Length; e++)
+        {
+            scores[e] = 1f / (1f + MathF.Exp(-logits[e]));
+            choice[e] = scores[e] + bias[e];
+        }
+        if (_groups > 1)
+        {
+            MaskGroups(choice);
+        }
+        for (int k = 0; k < _topK; k++)
+        {
+            int best = -1;
+            for (int e = 0; e < choice.Length; e++)
+            {
+                if (choice[e] != float.NegativeInfinity && (best < 0 || choice[e] > choice[best]))
+                {
+                    best = e;
+                }
+            }
+            selected[k] = best;
+            weights[k] = scores[best];
+            choice[best] = float.NegativeInfinity;
+        }
+        float sum = 0;
+        foreach (float w in weights)
+        {
+            sum += w;
+        }
+        float factor = _normalize ? _scaling / (sum + 1e-20f) : _scaling;
+        for (int k = 0; k < weights.Length; k++)
+        {
+            weights[k] *= factor;
+        }
+    }
+
+    /// <summary>DeepSeek-V3 group-limited routing: keep the experts of the topk_group groups whose top-2 choice scores sum highest.</summary>
+    private void MaskGroups(Span<float> choice)
+    {
+        int size = choice.Length / _groups;
+        Span<float> groupScore = stackalloc float[_groups];
+        for (int g = 0; g < _groups; g++)
+        {
+            float first = float.NegativeInfinity, second = float.NegativeInfinity;
+            foreach (float c in choice.Slice(g * size, size))
+            {
+                if (c > first)
+                {
+                    second = first;
+                    first = c;
+                }
+                else if (c > second)
+                {
+                    second = c;
+                }
+            }
+            groupScore[g] = size > 1 ? first + second : first;
+        }
+        Span<bool> keep = stackalloc bool[_groups];
+        for (int k = 0; k < _topkGroups; k++)
+        {
+            int best = -1;
+            for (int g = 0; g < _groups; g++)
+            {
+                if (!keep[g] && (best < 0 || groupScore[g] > groupScore[best]))
+                {
+                    best = g;
+                }
+            }
+            keep[best] = true;
+        }
+        for (int g = 0; g < _groups; g++)
+        {
+            if (!keep[g])
+            {
+                choice.Slice(g * size, size).Fill(float.NegativeInfinity);
+            }
+        }
+    }
+}

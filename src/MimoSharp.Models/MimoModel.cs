@@ -1,0 +1,315 @@
+using MimoSharp.Models.Caching;
+using MimoSharp.Models.Configuration;
+using MimoSharp.Models.Layers;
+using MimoSharp.Models.Loading;
+using MimoSharp.Tensors;
+using MimoSharp.Tensors.Kernels;
+using MimoSharp.Tensors.Threading;
+
+namespace MimoSharp.Models;
+
+/// <summary>
+/// MiMo-V2-Flash: the main decoder (spec §2) and its MTP heads (spec §3). Loading builds the layers
+/// once from the checkpoint; <see cref="Forward"/> runs a batch of sequences, each at its own positions
+/// with its own cache, and reads top to bottom: embed → (norm → attention → residual → norm → dense or
+/// MoE → residual) per layer → final norm → lm_head.
+/// </summary>
+public sealed class MimoModel : IDisposable
+{
+    private readonly Checkpoint? _checkpoint;
+    private readonly WorkerPool _pool;
+    private readonly bool _ownsPool;
+    private readonly MimoWeights _w;
+    private readonly AttentionLayer[] _attention;
+    private readonly DenseFeedForward?[] _dense;
+    private readonly MoeFeedForward?[] _moe;
+    private readonly AttentionLayer[] _mtpAttention;
+    private readonly DenseFeedForward[] _mtpMlp;
+    private readonly ForwardWorkspace _ws = new();
+    private readonly BatchLayout _layout = new();
+
+    public MimoConfig Config { get; }
+    public MimoDerivedConfig Derived { get; }
+    public MimoWeights Weights => _w;
+    public int MtpHeads => _w.MtpHeads.Length;
+    public int VocabSize => Config.VocabSize;
+    public int HiddenSize => Config.HiddenSize;
+    public string? Directory => _checkpoint?.Directory;
+
+    public MimoModel(MimoConfig config, MimoWeights weights, ModelLoadOptions? options = null, Checkpoint? checkpoint = null)
+    {
+        options ??= new ModelLoadOptions();
+        Config = config;
+        Derived = config.Derived.WithWindowConvention(options.WindowConvention);
+        _w = weights;
+        _checkpoint = checkpoint;
+        _ownsPool = options.Threads is not null;
+        _pool = options.Threads is int threads ? new WorkerPool(threads) : WorkerPool.Shared;
+
+        int layers = config.NumHiddenLayers;
+        _attention = new AttentionLayer[layers];
+        _dense = new DenseFeedForward?[layers];
+        _moe = new MoeFeedForward?[layers];
+        for (int i = 0; i < layers; i++)
+        {
+            int layer = i;
+            DecoderLayerWeights lw = weights.Layers[i];
+            _attention[i] = new AttentionLayer(lw.Attention with { Geometry = Derived.Attention(i) }, Derived.ValueScale, c => c.Layer(layer), _pool);
+            if (lw.Moe is { } moe)
+            {
+                _moe[i] = new MoeFeedForward(moe, config.NumExpertsPerTok, Derived.ExpertGroups, Derived.TopkGroups,
+                    config.NormTopkProb, Derived.RoutedScalingFactor, _pool);
+            }
+            else
+            {
+                _dense[i] = new DenseFeedForward(lw.Mlp!, _pool);
+            }
+        }
+        _mtpAttention = new AttentionLayer[MtpHeads];
+        _mtpMlp = new DenseFeedForward[MtpHeads];
+        for (int k = 0; k < MtpHeads; k++)
+        {
+            int head = k;
+            MtpHeadWeights hw = weights.MtpHeads[k];
+            _mtpAttention[k] = new AttentionLayer(hw.Attention with { Geometry = Derived.Sliding }, Derived.ValueScale, c => c.Mtp(head), _pool);
+            _mtpMlp[k] = new DenseFeedForward(hw.Mlp, _pool);
+        }
+    }
+
+    /// <summary>Opens config.json and the safetensors weights of <paramref name="directory"/> and checks every tensor against the config.</summary>
+    public static MimoModel Load(string directory, ModelLoadOptions? options = null)
+    {
+        MimoConfig config = MimoConfig.Load(directory);
+        Checkpoint checkpoint = Checkpoint.Open(directory);
+        try
+        {
+            MimoWeights weights = MimoWeights.Load(checkpoint, config, config.Derived);
+            return new MimoModel(config, weights, options, checkpoint);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A cache for one sequence. <paramref name="reserve"/>: positions a sliding layer can give back (speculative drafts).</summary>
+    public SequenceKvCache CreateCache(int reserve = 64, int initialCapacity = 256) => new(Derived, MtpHeads, reserve, initialCapacity);
+
+    /// <summary>Bytes of weights one decoded token reads (attention, active experts, dense layers, embedding row, lm_head).</summary>
+    public long WeightBytesPerToken
+    {
+        get
+        {
+            long bytes = _w.LmHead.BytesRead + _w.Embedding.Cols * DTypes.SizeOf(_w.Embedding.DType);
+            for (int i = 0; i < _attention.Length; i++)
+            {
+                bytes += _attention[i].BytesRead + (_moe[i]?.BytesReadPerToken ?? _dense[i]!.BytesRead);
+            }
+            return bytes;
+        }
+    }
+
+    /// <summary>Rows of logits that <paramref name="inputs"/> ask for.</summary>
+    public static int CountLogitRows(ReadOnlySpan<SequenceInput> inputs)
+    {
+        int rows = 0;
+        foreach (SequenceInput input in inputs)
+        {
+            rows += LogitRowCount(input.Logits, input.Tokens.Length);
+        }
+        return rows;
+    }
+
+    private static int LogitRowCount(LogitRows mode, int tokens) => mode switch
+    {
+        LogitRows.All => tokens,
+        LogitRows.Last => tokens > 0 ? 1 : 0,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Runs the new tokens of every input through the main model, appending them to their caches.
+    /// <paramref name="hidden"/> [rows, H] receives each row's last-layer residual before the final norm
+    /// (what the MTP heads consume); <paramref name="logits"/> [logit rows, vocab] the logits of the rows
+    /// the inputs ask for, in input order.
+    /// </summary>
+    public void Forward(ReadOnlySpan<SequenceInput> inputs, Span<float> hidden, Span<float> logits)
+    {
+        int h = HiddenSize;
+        int rows = BuildLayout(inputs);
+        CheckOutputs(rows, CountLogitRows(inputs), hidden, logits);
+
+        Span<float> x = _ws.Floats("x", rows * h);
+        for (int s = 0, r = 0; s < inputs.Length; s++)
+        {
+            foreach (int token in inputs[s].Tokens.Span)
+            {
+                _w.Embedding.DequantizeRow(token, x.Slice(r++ * h, h));
+            }
+        }
+
+        Span<float> normed = _ws.Floats("normed", rows * h);
+        Span<float> delta = _ws.Floats("delta", rows * h);
+        for (int i = 0; i < _attention.Length; i++)
+        {
+            DecoderLayerWeights lw = _w.Layers[i];
+            RmsNormRows(x, lw.InputNorm, normed, rows);
+            _attention[i].Forward(_layout, normed, delta, _ws);
+            VectorMath.Add(delta, x);
+
+            RmsNormRows(x, lw.PostAttentionNorm, normed, rows);
+            if (_moe[i] is { } moe)
+            {
+                moe.Forward(normed, delta, rows, _ws);
+            }
+            else
+            {
+                _dense[i]!.Forward(normed, delta, rows, _ws);
+            }
+            VectorMath.Add(delta, x);
+        }
+        if (!hidden.IsEmpty)
+        {
+            x.CopyTo(hidden);
+        }
+        ProjectLogits(x, _w.FinalNorm, logits);
+    }
+
+    /// <summary>
+    /// Runs MTP head <paramref name="head"/> over rows of (token, main hidden) pairs, appending them to
+    /// the head's cache of each sequence, and writes logits of the rows the inputs ask for.
+    /// </summary>
+    public void ForwardMtp(int head, ReadOnlySpan<MtpInput> inputs, Span<float> logits)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(head);
+        if (head >= MtpHeads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(head), $"MTP head {head} requested but the checkpoint has {MtpHeads}");
+        }
+        int h = HiddenSize;
+        MtpHeadWeights hw = _w.MtpHeads[head];
+        _layout.Clear();
+        int logitRows = 0;
+        foreach (MtpInput input in inputs)
+        {
+            if (input.MainHidden.Length != input.Tokens.Length * h)
+            {
+                throw new ArgumentException($"MTP input has {input.Tokens.Length} tokens but {input.MainHidden.Length} hidden values; expected {input.Tokens.Length * h}");
+            }
+            CheckTokens(input.Tokens.Span);
+            _layout.Add(input.Cache, input.Cache.Mtp(head).Length, input.Tokens.Length, input.Logits);
+            logitRows += LogitRowCount(input.Logits, input.Tokens.Length);
+        }
+        int rows = _layout.Rows;
+        CheckOutputs(rows, logitRows, default, logits);
+
+        // z = eh_proj · [enorm(E[token]); hnorm(h_main)]   (concat order [embedding, hidden])
+        Span<float> fused = _ws.Floats("mtp.concat", rows * 2 * h);
+        Span<float> embedded = _ws.Floats("mtp.embed", h);
+        for (int s = 0, r = 0; s < inputs.Length; s++)
+        {
+            ReadOnlySpan<int> tokens = inputs[s].Tokens.Span;
+            ReadOnlySpan<float> mainHidden = inputs[s].MainHidden.Span;
+            for (int t = 0; t < tokens.Length; t++, r++)
+            {
+                _w.Embedding.DequantizeRow(tokens[t], embedded);
+                VectorMath.RmsNorm(embedded, hw.EmbeddingNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h, h));
+                VectorMath.RmsNorm(mainHidden.Slice(t * h, h), hw.HiddenNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h + h, h));
+            }
+        }
+        Span<float> z = _ws.Floats("mtp.z", rows * h);
+        MatMul.Multiply(hw.EhProj, fused, z, rows, _pool);
+
+        Span<float> normed = _ws.Floats("normed", rows * h);
+        Span<float> delta = _ws.Floats("delta", rows * h);
+        RmsNormRows(z, hw.InputNorm, normed, rows);
+        _mtpAttention[head].Forward(_layout, normed, delta, _ws);
+        VectorMath.Add(delta, z);
+        RmsNormRows(z, hw.PreMlpNorm, normed, rows);
+        _mtpMlp[head].Forward(normed, delta, rows, _ws);
+        VectorMath.Add(delta, z);
+        ProjectLogits(z, hw.FinalNorm, logits);
+    }
+
+    private int BuildLayout(ReadOnlySpan<SequenceInput> inputs)
+    {
+        _layout.Clear();
+        foreach (SequenceInput input in inputs)
+        {
+            CheckTokens(input.Tokens.Span);
+            if (input.Cache.MtpHeads != MtpHeads)
+            {
+                throw new ArgumentException($"cache was made for {input.Cache.MtpHeads} MTP heads, the model has {MtpHeads}; create it with CreateCache");
+            }
+            if (input.Cache.Length + input.Tokens.Length > Config.MaxPositionEmbeddings && Config.MaxPositionEmbeddings > 0)
+            {
+                throw new ArgumentException(
+                    $"sequence would reach {input.Cache.Length + input.Tokens.Length} positions, beyond max_position_embeddings {Config.MaxPositionEmbeddings}");
+            }
+            _layout.Add(input.Cache, input.Cache.Length, input.Tokens.Length, input.Logits);
+        }
+        return _layout.Rows;
+    }
+
+    private void CheckTokens(ReadOnlySpan<int> tokens)
+    {
+        foreach (int token in tokens)
+        {
+            if ((uint)token >= (uint)VocabSize)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary [0, {VocabSize})");
+            }
+        }
+    }
+
+    private void CheckOutputs(int rows, int logitRows, Span<float> hidden, Span<float> logits)
+    {
+        if (!hidden.IsEmpty && hidden.Length < rows * HiddenSize)
+        {
+            throw new ArgumentException($"hidden output holds {hidden.Length} floats; {rows} rows need {rows * HiddenSize}");
+        }
+        if (logits.Length < (long)logitRows * VocabSize)
+        {
+            throw new ArgumentException($"logits output holds {logits.Length} floats; {logitRows} rows need {(long)logitRows * VocabSize}");
+        }
+    }
+
+    private void RmsNormRows(ReadOnlySpan<float> x, float[] weight, Span<float> y, int rows)
+    {
+        int h = HiddenSize;
+        for (int r = 0; r < rows; r++)
+        {
+            VectorMath.RmsNorm(x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h));
+        }
+    }
+
+    /// <summary>logits of the selected rows = lm_head · RMSNorm(x_row).</summary>
+    private void ProjectLogits(ReadOnlySpan<float> x, float[] norm, Span<float> logits)
+    {
+        int h = HiddenSize;
+        Span<float> selected = _ws.Floats("logits.in", _layout.Rows * h);
+        int count = 0;
+        for (int s = 0, row = 0; s < _layout.Segments; s++)
+        {
+            LogitRows mode = _layout.Logits(s);
+            int tokens = _layout.RowCount(s);
+            int first = mode == LogitRows.Last ? tokens - 1 : mode == LogitRows.All ? 0 : tokens;
+            for (int t = first; t < tokens; t++)
+            {
+                VectorMath.RmsNorm(x.Slice((row + t) * h, h), norm, Derived.RmsNormEps, selected.Slice(count++ * h, h));
+            }
+            row += tokens;
+        }
+        MatMul.Multiply(_w.LmHead, selected[..(count * h)], logits, count, _pool);
+    }
+
+    public void Dispose()
+    {
+        _checkpoint?.Dispose();
+        if (_ownsPool)
+        {
+            _pool.Dispose();
+        }
+    }
+}

@@ -1,0 +1,12 @@
+using MimoSharp.Models.Configuration;
+using MimoSharp.Tensors.Threading;
+
+namespace MimoSharp.Models;
+
+/// <summary>Choices made when a model is loaded.</summary>
+public sealed record ModelLoadOptions
+{
+    public SlidingWindowConvention WindowConvention { get; init; } = SlidingWindowConvention.HuggingFace;
+    /// <summary>Threads of the kernels' pool; null uses one per core.</summary>
+    public int? Threads { get; init; }
+}
