@@ -7,6 +7,9 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> All(TextWriter output)
     {
-        yield break;
+        yield return InspectCommand.Create(output);
+        yield return LogitsCommand.Create(output);
+        yield return GenerateCommand.Create(output);
+        yield return CreateRandomCommand.Create(output);
     }
 }

@@ -43,8 +43,9 @@ public static class Fp8E4M3
     public static float Decode(byte code) => s_table[code];
 
     /// <summary>
-    /// Encodes a float as the nearest E4M3FN code (ties to even mantissa), saturating at +-448.
-    /// NaN encodes as 0x7F.
+    /// Encodes a float as the nearest E4M3FN code (ties to even), saturating at +-448. NaN encodes as 0x7F.
+    /// Works on the float's bits: rounding its 23-bit mantissa to 3 bits, or, below 2^-6, counting
+    /// subnormal steps of 2^-9.
     /// </summary>
     public static byte Encode(float value)
     {
@@ -52,29 +53,25 @@ public static class Fp8E4M3
         {
             return 0x7F;
         }
-        int sign = value < 0 || (value == 0 && float.IsNegative(value)) ? 0x80 : 0;
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        int sign = (int)(bits >> 24) & 0x80;
         float magnitude = MathF.Abs(value);
         if (magnitude >= MaxFinite)
         {
             return (byte)(sign | 0x7E);
         }
-        // Binary search over the 127 finite non-negative codes (0x00..0x7E), which are increasing.
-        int lo = 0, hi = 0x7E;
-        while (hi - lo > 1)
+        if (magnitude < 0.015625f) // 2^-6: subnormal codes m * 2^-9 (m == 8 lands on the smallest normal, code 0x08)
         {
-            int mid = (lo + hi) >> 1;
-            if (s_table[mid] <= magnitude)
-            {
-                lo = mid;
-            }
-            else
-            {
-                hi = mid;
-            }
+            return (byte)(sign | (int)MathF.Round(magnitude * 512f, MidpointRounding.ToEven));
         }
-        float dLo = magnitude - s_table[lo];
-        float dHi = s_table[hi] - magnitude;
-        int code = dLo < dHi ? lo : dHi < dLo ? hi : ((lo & 1) == 0 ? lo : hi);
-        return (byte)(sign | code);
+        uint abs = bits & 0x7FFFFFFF;
+        abs += 0x7FFFF + ((abs >> 20) & 1); // round to nearest even at mantissa bit 20
+        int exponent = (int)(abs >> 23) - 127 + 7;
+        int mantissa = (int)(abs >> 20) & 7;
+        if (exponent > 15 || (exponent == 15 && mantissa == 7))
+        {
+            return (byte)(sign | 0x7E);
+        }
+        return (byte)(sign | (exponent << 3) | mantissa);
     }
 }

@@ -1,0 +1,118 @@
+using MimoSharp.Models.Configuration;
+using MimoSharp.Models.Loading;
+using MimoSharp.Tensors;
+
+namespace MimoSharp.Models;
+
+/// <summary>
+/// What a config (and, if present, its checkpoint) implies: layer kinds, parameter counts total and
+/// active per token, bytes by dtype, and KV-cache bytes. A user's first question about a model.
+/// </summary>
+public sealed record ModelSummary
+{
+    public required int Layers { get; init; }
+    public required int GlobalLayers { get; init; }
+    public required int SlidingLayers { get; init; }
+    public required int DenseLayers { get; init; }
+    public required int MoeLayers { get; init; }
+    public required int MtpHeads { get; init; }
+    /// <summary>True when MTP heads were counted from tensor names; false when assumed (config only).</summary>
+    public required bool MtpHeadsFromCheckpoint { get; init; }
+    public required long TotalParameters { get; init; }
+    public required long MtpParameters { get; init; }
+    /// <summary>Parameters one token uses in the main model (all but the unchosen experts), MTP heads excluded.</summary>
+    public required long ActiveParameters { get; init; }
+    public required IReadOnlyDictionary<string, long> BytesByDType { get; init; }
+    public required bool BytesFromCheckpoint { get; init; }
+    /// <summary>K+V values per token of all global layers (they grow with the context).</summary>
+    public required long GlobalKvValuesPerToken { get; init; }
+    /// <summary>K+V values per position of all sliding layers and MTP heads (held only for the window).</summary>
+    public required long SlidingKvValuesPerToken { get; init; }
+    public required int WindowKeys { get; init; }
+
+    /// <summary>KV bytes of one sequence of <paramref name="context"/> tokens at <paramref name="bytesPerValue"/>.</summary>
+    public long KvBytes(long context, int bytesPerValue) =>
+        (context * GlobalKvValuesPerToken + Math.Min(context, WindowKeys) * SlidingKvValuesPerToken) * bytesPerValue;
+
+    public static ModelSummary From(MimoConfig config, Checkpoint? checkpoint, int assumedMtpHeads = 3)
+    {
+        MimoDerivedConfig d = config.Derived;
+        int mtp = checkpoint is null ? assumedMtpHeads : MimoWeights.CountMtpHeads(checkpoint);
+        long total = 0, mtpParams = 0, experts = 0;
+        var specs = CheckpointLayout.Enumerate(config, mtp).ToList();
+        foreach (TensorSpec spec in specs)
+        {
+            total += spec.Elements;
+            if (spec.IsMtp)
+            {
+                mtpParams += spec.Elements;
+            }
+            if (spec.Expert is not null)
+            {
+                experts += spec.Elements;
+            }
+        }
+        long activeExperts = config.NRoutedExperts > 0 ? experts / config.NRoutedExperts * config.NumExpertsPerTok : 0;
+        long active = total - mtpParams - experts + activeExperts;
+
+        var bytes = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        if (checkpoint is not null)
+        {
+            foreach (TensorEntry entry in checkpoint.Tensors.Values)
+            {
+                string key = DTypes.ToSafetensorsName(entry.DType);
+                bytes[key] = bytes.GetValueOrDefault(key) + entry.ByteLength;
+            }
+        }
+        else
+        {
+            bool quantized = d.Fp8BlockSize is not null;
+            (int br, int bc) = d.Fp8BlockSize ?? (128, 128);
+            foreach (TensorSpec spec in specs)
+            {
+                DType dtype = CheckpointLayout.StoredDType(spec.Role, quantized);
+                string key = DTypes.ToSafetensorsName(dtype);
+                bytes[key] = bytes.GetValueOrDefault(key) + spec.Elements * DTypes.SizeOf(dtype);
+                if (dtype == DType.F8E4M3)
+                {
+                    long scales = (long)((spec.Shape[0] + br - 1) / br) * ((spec.Shape[1] + bc - 1) / bc);
+                    bytes["F32"] = bytes.GetValueOrDefault("F32") + scales * 4;
+                }
+            }
+        }
+
+        long globalKv = 0, slidingKv = 0;
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            AttentionGeometry g = d.Attention(i);
+            if (g.IsSliding)
+            {
+                slidingKv += g.KeyWidth + g.ValueWidth;
+            }
+            else
+            {
+                globalKv += g.KeyWidth + g.ValueWidth;
+            }
+        }
+        slidingKv += (long)mtp * (d.Sliding.KeyWidth + d.Sliding.ValueWidth);
+
+        return new ModelSummary
+        {
+            Layers = config.NumHiddenLayers,
+            GlobalLayers = d.LayerKinds.Count(k => k == LayerKind.GlobalAttention),
+            SlidingLayers = d.LayerKinds.Count(k => k == LayerKind.SlidingWindowAttention),
+            DenseLayers = d.IsMoeLayer.Count(m => !m),
+            MoeLayers = d.IsMoeLayer.Count(m => m),
+            MtpHeads = mtp,
+            MtpHeadsFromCheckpoint = checkpoint is not null,
+            TotalParameters = total,
+            MtpParameters = mtpParams,
+            ActiveParameters = active,
+            BytesByDType = bytes,
+            BytesFromCheckpoint = checkpoint is not null,
+            GlobalKvValuesPerToken = globalKv,
+            SlidingKvValuesPerToken = slidingKv,
+            WindowKeys = d.SlidingWindow,
+        };
+    }
+}
