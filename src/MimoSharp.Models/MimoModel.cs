@@ -258,7 +258,7 @@ public sealed class MimoModel : IDisposable
         {
             if ((uint)token >= (uint)VocabSize)
             {
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary [0, {VocabSize})");
+                throw new ArgumentException($"token id {token} is outside the vocabulary [0, {VocabSize})");
             }
         }
     }
