@@ -13,7 +13,9 @@ public interface IParallelJob
 /// that the caller's thread and the workers take from a shared counter; it allocates nothing. Workers
 /// spin briefly between jobs (the decode loop issues hundreds of small products per token, and waking
 /// a blocked thread costs more than most of them) and then sleep.
-/// One <see cref="Run"/> at a time: a job must not call <see cref="Run"/> on the same pool.
+/// One job at a time: a <see cref="Run"/> that finds the pool busy (another thread's job, or a job
+/// calling Run from inside) runs its job on the calling thread alone, so callers never wait on each
+/// other and never deadlock.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
@@ -24,6 +26,7 @@ public sealed class WorkerPool : IDisposable
 
     private readonly Thread[] _workers;
     private readonly object _sleepLock = new();
+    private int _busy;
     private IParallelJob? _job;
     private int _count;
     private int _grain;
@@ -63,6 +66,23 @@ public sealed class WorkerPool : IDisposable
             return;
         }
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        {
+            job.Execute(0, count);
+            return;
+        }
+        try
+        {
+            RunOnWorkers(job, count, grain);
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    private void RunOnWorkers(IParallelJob job, int count, int grain)
+    {
         _job = job;
         _count = count;
         _grain = grain;
