@@ -1,0 +1,142 @@
+using System.Text.Json;
+using MimoSharp.Tensors.Storage;
+
+namespace MimoSharp.Cli.Tests;
+
+public sealed class CliTests
+{
+    private static readonly string s_root = FindRoot();
+    private static string Fixture => Path.Combine(s_root, "testdata", "mimo-tiny-random");
+
+    private static string FindRoot()
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "MimoSharp.slnx")))
+        {
+            dir = Path.GetDirectoryName(dir);
+        }
+        return dir ?? throw new InvalidOperationException("repository root not found");
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Program.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static string Temp(string name)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-{Environment.ProcessId}-{name}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    [Fact]
+    public void LogitsCommandWritesTheFixtureLogits()
+    {
+        string dir = Temp("logits");
+        int[] ids = Npy.Read(Path.Combine(Fixture, "ids.npy")).ToInt32s();
+        string main = Path.Combine(dir, "main.npy"), mtp = Path.Combine(dir, "mtp.npy");
+        var (code, _, err) = Run("logits", "--model", Path.Combine(Fixture, "model"), "--ids", string.Join(",", ids), "--output", main, "--mtp-output", mtp);
+        Assert.True(code == 0, err);
+
+        foreach ((string ours, string reference) in new[] { (main, "logits.npy"), (mtp, "mtp_logits.npy") })
+        {
+            NpyArray actual = Npy.Read(ours), expected = Npy.Read(Path.Combine(Fixture, reference));
+            Assert.Equal(expected.Shape, actual.Shape);
+            double largest = expected.Values.Max(Math.Abs);
+            double worst = expected.Values.Zip(actual.Values).Max(p => Math.Abs(p.First - p.Second));
+            Assert.True(worst <= 1e-4 * largest, $"{reference}: {worst} vs {largest}");
+        }
+    }
+
+    [Fact]
+    public void GenerateJsonGivesTheGreedyContinuation()
+    {
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixture, "case.json")));
+        string ids = string.Join(",", doc.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+        int[] greedy = doc.RootElement.GetProperty("greedy").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var (code, output, err) = Run("generate", "--model", Path.Combine(Fixture, "model"), "--ids", ids, "--max-tokens", greedy.Length.ToString(), "--json");
+        Assert.True(code == 0, err);
+        using JsonDocument result = JsonDocument.Parse(output);
+        Assert.Equal(greedy, result.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.True(result.RootElement.GetProperty("decode_tokens_per_s").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void CreateRandomThenGenerate()
+    {
+        string dir = Temp("random");
+        var (code, _, err) = Run("create-random", "--output", dir, "--preset", "tiny", "--shard-mb", "1");
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(Path.Combine(dir, "model.safetensors.index.json")));
+        (code, string output, err) = Run("generate", "--model", dir, "--ids", "1,2,3", "--max-tokens", "4", "--json");
+        Assert.True(code == 0, err);
+        using JsonDocument result = JsonDocument.Parse(output);
+        Assert.Equal(4, result.RootElement.GetProperty("ids").GetArrayLength());
+    }
+
+    [Fact]
+    public void InspectOnTheFlashConfigAloneReportsItsSize()
+    {
+        string dir = Temp("flash");
+        Assert.Equal(0, Run("create-random", "--output", dir, "--preset", "flash", "--config-only").Code);
+        Assert.False(File.Exists(Path.Combine(dir, "model.safetensors")));
+        var (code, output, err) = Run("inspect", "--model", dir, "--json", "--context", "262144");
+        Assert.True(code == 0, err);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        JsonElement r = doc.RootElement;
+        Assert.InRange(r.GetProperty("total_parameters").GetInt64(), 305e9, 312e9);
+        Assert.InRange(r.GetProperty("active_parameters").GetInt64(), 14.5e9, 16e9);
+        Assert.Equal(9 * 4 * (192 + 128) * 2, r.GetProperty("kv_bytes_per_token_global_bf16").GetInt64());
+        Assert.Equal(9, r.GetProperty("global_layers").GetInt32());
+    }
+
+    [Fact]
+    public void InspectOnTheFixtureCountsItsMtpHeads()
+    {
+        var (code, output, err) = Run("inspect", "--model", Path.Combine(Fixture, "model"), "--json");
+        Assert.True(code == 0, err);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        Assert.Equal(3, doc.RootElement.GetProperty("mtp_heads").GetInt32());
+        Assert.True(doc.RootElement.GetProperty("mtp_heads_from_checkpoint").GetBoolean());
+        Assert.True(doc.RootElement.GetProperty("bytes_by_dtype").GetProperty("F8_E4M3").GetInt64() > 0);
+    }
+
+    [Theory]
+    [InlineData("1,x,3", "item 2 \"x\" is not a non-negative integer")]
+    [InlineData("1,2,99999", "token id 99999 is outside the vocabulary [0, 320)")]
+    public void BadIdsGiveAClearError(string ids, string message)
+    {
+        var (code, _, err) = Run("generate", "--model", Path.Combine(Fixture, "model"), "--ids", ids);
+        Assert.Equal(1, code);
+        Assert.Contains(message, err);
+    }
+
+    [Fact]
+    public void MissingModelDirectoryGivesAClearError()
+    {
+        var (code, _, err) = Run("generate", "--model", "/nonexistent/model", "--ids", "1");
+        Assert.Equal(1, code);
+        Assert.Contains("/nonexistent/model", err);
+        Assert.Contains("not found", err);
+    }
+
+    [Fact]
+    public void PromptLongerThanTheContextIsRefused()
+    {
+        string dir = Temp("shortctx");
+        string config = File.ReadAllText(Path.Combine(Fixture, "model", "config.json")).Replace("\"max_position_embeddings\": 262144", "\"max_position_embeddings\": 4");
+        File.WriteAllText(Path.Combine(dir, "config.json"), config);
+        foreach (string f in Directory.GetFiles(Path.Combine(Fixture, "model"), "*.safetensors*"))
+        {
+            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        }
+        File.Copy(Path.Combine(Fixture, "model", "model.safetensors.index.json"), Path.Combine(dir, "model.safetensors.index.json"), overwrite: true);
+        var (code, _, err) = Run("generate", "--model", dir, "--ids", "1,2,3", "--max-tokens", "5");
+        Assert.Equal(1, code);
+        Assert.Contains("exceeds the context of 4", err);
+    }
+}
