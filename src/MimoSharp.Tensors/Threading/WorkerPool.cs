@@ -13,6 +13,9 @@ public interface IParallelJob
 /// that the caller's thread and the workers take from a shared counter; it allocates nothing. Workers
 /// spin briefly between jobs (the decode loop issues hundreds of small products per token, and waking
 /// a blocked thread costs more than most of them) and then sleep.
+/// The caller waits only for the chunks to be done, never for a worker to wake up: on a loaded
+/// machine a descheduled worker would otherwise stall every product for a time slice. A late worker
+/// finds no chunk left and goes back to waiting.
 /// One job at a time: a <see cref="Run"/> that finds the pool busy (another thread's job, or a job
 /// calling Run from inside) runs its job on the calling thread alone, so callers never wait on each
 /// other and never deadlock.
@@ -24,18 +27,29 @@ public sealed class WorkerPool : IDisposable
     /// <summary>A pool with one thread per logical core.</summary>
     public static WorkerPool Shared => s_shared.Value;
 
+    /// <summary>
+    /// The state of one run. Two alternate so that a worker still leaving run g never sees run g + 1's
+    /// fields half-written; a state is reused only when no worker is inside it.
+    /// </summary>
+    private sealed class RunState
+    {
+        public IParallelJob? Job;
+        public int Count;
+        public int Grain;
+        public int Next;
+        public int Done;
+        public int Entered;
+        public ExceptionDispatchInfo? Failure;
+    }
+
     private readonly Thread[] _workers;
     private readonly object _sleepLock = new();
-    private int _busy;
-    private IParallelJob? _job;
-    private int _count;
-    private int _grain;
-    private int _next;
-    private int _pending;
+    private readonly RunState[] _states = [new(), new()];
+    private RunState? _active;
     private long _generation;
     private int _sleepers;
+    private int _busy;
     private volatile bool _disposed;
-    private ExceptionDispatchInfo? _failure;
 
     /// <summary>Threads working on a job, the caller's included.</summary>
     public int ThreadCount { get; }
@@ -81,15 +95,26 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
+    /// <summary>A grain that gives each thread several chunks (for balance) of at least <paramref name="minimum"/> items.</summary>
+    public int GrainFor(int count, int minimum = 1) => Math.Max(minimum, count / (ThreadCount * 4));
+
     private void RunOnWorkers(IParallelJob job, int count, int grain)
     {
-        _job = job;
-        _count = count;
-        _grain = grain;
-        _next = 0;
-        _failure = null;
-        Volatile.Write(ref _pending, _workers.Length);
-        Interlocked.Increment(ref _generation);
+        long generation = Interlocked.Read(ref _generation) + 1;
+        RunState state = _states[generation & 1];
+        var spin = new SpinWait();
+        while (Volatile.Read(ref state.Entered) != 0)
+        {
+            spin.SpinOnce(sleep1Threshold: -1); // a worker from two runs ago is still on its way out
+        }
+        state.Job = job;
+        state.Count = count;
+        state.Grain = grain;
+        state.Next = 0;
+        state.Done = 0;
+        state.Failure = null;
+        Volatile.Write(ref _active, state);
+        Interlocked.Exchange(ref _generation, generation);
         if (Volatile.Read(ref _sleepers) > 0)
         {
             lock (_sleepLock)
@@ -97,35 +122,41 @@ public sealed class WorkerPool : IDisposable
                 Monitor.PulseAll(_sleepLock);
             }
         }
-        try
+        Work(state);
+        spin = new SpinWait();
+        while (Volatile.Read(ref state.Done) != count)
         {
-            Work(job);
+            spin.SpinOnce(sleep1Threshold: -1);
         }
-        finally
-        {
-            var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0)
-            {
-                spin.SpinOnce(sleep1Threshold: -1);
-            }
-            _job = null;
-        }
-        _failure?.Throw();
+        // state.Job stays set: a worker that joined just now may still read it (it will find no chunk).
+        Volatile.Write(ref _active, null);
+        state.Failure?.Throw();
     }
 
-    /// <summary>A grain that gives each thread several chunks (for balance) of at least <paramref name="minimum"/> items.</summary>
-    public int GrainFor(int count, int minimum = 1) => Math.Max(minimum, count / (ThreadCount * 4));
-
-    private void Work(IParallelJob job)
+    private static void Work(RunState state)
     {
+        IParallelJob job = state.Job!;
+        int count = state.Count, grain = state.Grain;
         while (true)
         {
-            int start = Interlocked.Add(ref _next, _grain) - _grain;
-            if (start >= _count)
+            int start = Interlocked.Add(ref state.Next, grain) - grain;
+            if (start >= count)
             {
                 return;
             }
-            job.Execute(start, Math.Min(start + _grain, _count));
+            int end = Math.Min(start + grain, count);
+            try
+            {
+                job.Execute(start, end);
+            }
+            catch (Exception ex)
+            {
+                Interlocked.CompareExchange(ref state.Failure, ExceptionDispatchInfo.Capture(ex), null);
+            }
+            finally
+            {
+                Interlocked.Add(ref state.Done, end - start);
+            }
         }
     }
 
@@ -159,19 +190,18 @@ public sealed class WorkerPool : IDisposable
                 return;
             }
             seen = generation;
-            try
+            RunState? state = Volatile.Read(ref _active);
+            if (state is null)
             {
-                Work(_job!);
+                continue;
             }
-            catch (Exception ex)
+            Interlocked.Increment(ref state.Entered);
+            // Join only if the state is still the published run (its fields are then complete).
+            if (Volatile.Read(ref _active) == state)
             {
-                _failure ??= ExceptionDispatchInfo.Capture(ex);
-                Volatile.Write(ref _next, int.MaxValue / 2);
+                Work(state);
             }
-            finally
-            {
-                Interlocked.Decrement(ref _pending);
-            }
+            Interlocked.Decrement(ref state.Entered);
         }
     }
 
