@@ -84,7 +84,15 @@ public sealed class MimoModel : IDisposable
         try
         {
             MimoWeights weights = MimoWeights.Load(checkpoint, config, config.Derived);
-            return new MimoModel(config, weights, options, checkpoint);
+            var model = new MimoModel(config, weights, options, checkpoint);
+            if (options?.Prefault ?? true)
+            {
+                foreach (SafetensorsFile file in checkpoint.Files)
+                {
+                    file.Storage.Prefault(model._pool);
+                }
+            }
+            return model;
         }
         catch
         {

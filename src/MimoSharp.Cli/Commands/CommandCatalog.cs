@@ -11,5 +11,6 @@ internal static class CommandCatalog
         yield return LogitsCommand.Create(output);
         yield return GenerateCommand.Create(output);
         yield return CreateRandomCommand.Create(output);
+        yield return BenchCommand.Create(output);
     }
 }

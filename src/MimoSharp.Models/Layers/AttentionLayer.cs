@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using MimoSharp.Models.Caching;
 using MimoSharp.Models.Configuration;
 using MimoSharp.Tensors;
@@ -145,6 +146,8 @@ public sealed class AttentionLayer
             _layout = null;
             RoundRows = null;
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
         public void Execute(int start, int end)
         {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using MimoSharp.Tensors.Kernels;
 using MimoSharp.Tensors.Threading;
 
@@ -105,6 +106,7 @@ public sealed class MoeFeedForward
     }
 
     /// <summary>Chooses the top-k experts of one row and their weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Route(ReadOnlySpan<float> logits, Span<float> scores, Span<float> choice, Span<int> selected, Span<float> weights)
     {
         ReadOnlySpan<float> bias = _weights.CorrectionBias;

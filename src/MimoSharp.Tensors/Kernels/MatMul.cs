@@ -30,6 +30,8 @@ public static unsafe class MatMul
     private const float XPrescale = 1.2676506e30f; // 2^100
     private const int Fp8Mask = unchecked((int)0x87F00000);
     private const int RowGroup = 4;
+    /// <summary>Up to this many tokens, each weight vector is decoded once in registers and used for every token.</summary>
+    private const int MaxFusedTokens = 8;
 
     private static KernelIsa s_isa = DetectIsa();
 
@@ -82,11 +84,13 @@ public static unsafe class MatMul
             job.Scales = scales;
             job.Isa = s_isa;
             job.Fused = n == 1 && s_isa != KernelIsa.Scalar && weight.DType is DType.F8E4M3 or DType.BF16;
+            job.FusedMulti = n > 1 && n <= MaxFusedTokens && s_isa == KernelIsa.Vector512 && weight.DType is DType.F8E4M3 or DType.BF16;
             float* prescaled = null;
-            if (job.Fused && weight.DType == DType.F8E4M3)
+            if ((job.Fused || job.FusedMulti) && weight.DType == DType.F8E4M3)
             {
-                prescaled = (float*)NativeMemory.AlignedAlloc((nuint)weight.Cols * sizeof(float), 64);
-                for (int c = 0; c < weight.Cols; c++)
+                long length = (long)n * weight.Cols;
+                prescaled = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
+                for (long c = 0; c < length; c++)
                 {
                     prescaled[c] = px[c] * XPrescale;
                 }
@@ -114,6 +118,7 @@ public static unsafe class MatMul
         public float* X, Y, XPrescaled, Scales;
         public int N;
         public bool Fused;
+        public bool FusedMulti;
         public KernelIsa Isa;
 
         public void Execute(int start, int end)
@@ -125,11 +130,27 @@ public static unsafe class MatMul
             {
                 ExecuteFused(w, rowStart, rowEnd);
             }
+            else if (FusedMulti)
+            {
+                for (int r = rowStart; r < rowEnd; r++)
+                {
+                    if (w.DType == DType.F8E4M3)
+                    {
+                        Fp8RowTokensV512(w, r, N, XPrescaled, w.KernelScaleRow(r, Scales), Y);
+                    }
+                    else
+                    {
+                        Bf16RowTokensV512(w, r, N, X, Y);
+                    }
+                }
+            }
             else
             {
                 ExecuteGeneric(w, rowStart, rowEnd);
             }
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
         private void ExecuteFused(WeightMatrix w, int rowStart, int rowEnd)
         {
@@ -156,6 +177,8 @@ public static unsafe class MatMul
                     : Bf16RowV256((ushort*)w.RowPointer(r), cols, X);
             }
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
         private void ExecuteGeneric(WeightMatrix w, int rowStart, int rowEnd)
         {
@@ -209,6 +232,8 @@ public static unsafe class MatMul
         return t_scratch;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private static float DotScalar(float* a, float* b, int n)
     {
         float sum = 0;
@@ -231,6 +256,7 @@ public static unsafe class MatMul
     private static float DecodeFp8Scalar(byte b) => BitConverter.Int32BitsToSingle(((sbyte)b << 20) & Fp8Mask);
 
     /// <summary>Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Fp8Rows4V512(WeightMatrix w, int r, float* xs, float* scales, float* y)
     {
         int cols = w.Cols, blockCols = w.BlockCols;
@@ -253,6 +279,9 @@ public static unsafe class MatMul
             int c = start;
             for (; c + 16 <= end; c += 16)
             {
+                // The next row group follows these four rows in memory (4 · cols bytes): fetch one line
+                // of it per 64 bytes consumed, so it is in cache when we get there, page boundaries included.
+                Sse.Prefetch0(p0 + 4 * cols + 4 * c);
                 var xv = Vector512.Load(xs + c);
                 b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
                 b1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c), xv, b1);
@@ -287,6 +316,7 @@ public static unsafe class MatMul
     }
 
     /// <summary>One FP8 row against the prescaled x (Vector256, scalar tails).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Fp8RowV256(byte* p, int cols, int blockCols, float* xs, float* s)
     {
         var acc = Vector256<float>.Zero;
@@ -311,6 +341,91 @@ public static unsafe class MatMul
         return Vector256.Sum(acc) + tail;
     }
 
+    /// <summary>One FP8 row against n (≤ 8) prescaled token vectors x [n, cols]: y[t, r] for every t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Fp8RowTokensV512(WeightMatrix w, int r, int n, float* xs, float* s, float* y)
+    {
+        int cols = w.Cols, blockCols = w.BlockCols, rows = w.Rows;
+        byte* p = w.RowPointer(r);
+        Vector512<float>* block = stackalloc Vector512<float>[MaxFusedTokens];
+        Vector512<float>* total = stackalloc Vector512<float>[MaxFusedTokens];
+        float* tail = stackalloc float[MaxFusedTokens];
+        for (int t = 0; t < n; t++)
+        {
+            total[t] = Vector512<float>.Zero;
+            tail[t] = 0;
+        }
+        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            for (int t = 0; t < n; t++)
+            {
+                block[t] = Vector512<float>.Zero;
+            }
+            int c = start;
+            for (; c + 16 <= end; c += 16)
+            {
+                Sse.Prefetch0(p + cols + c); // the next row
+                var wv = DecodeFp8V512(p + c);
+                for (int t = 0; t < n; t++)
+                {
+                    block[t] = Vector512.FusedMultiplyAdd(wv, Vector512.Load(xs + (long)t * cols + c), block[t]);
+                }
+            }
+            var scale = Vector512.Create(s[b]);
+            for (int t = 0; t < n; t++)
+            {
+                total[t] = Vector512.FusedMultiplyAdd(block[t], scale, total[t]);
+            }
+            for (; c < end; c++)
+            {
+                float wc = DecodeFp8Scalar(p[c]) * s[b];
+                for (int t = 0; t < n; t++)
+                {
+                    tail[t] += wc * xs[(long)t * cols + c];
+                }
+            }
+        }
+        for (int t = 0; t < n; t++)
+        {
+            y[(long)t * rows + r] = Vector512.Sum(total[t]) + tail[t];
+        }
+    }
+
+    /// <summary>One BF16 row against n (≤ 8) token vectors x [n, cols]: y[t, r] for every t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Bf16RowTokensV512(WeightMatrix w, int r, int n, float* x, float* y)
+    {
+        int cols = w.Cols, rows = w.Rows;
+        ushort* p = (ushort*)w.RowPointer(r);
+        Vector512<float>* acc = stackalloc Vector512<float>[MaxFusedTokens];
+        for (int t = 0; t < n; t++)
+        {
+            acc[t] = Vector512<float>.Zero;
+        }
+        int c = 0;
+        for (; c + 16 <= cols; c += 16)
+        {
+            Sse.Prefetch0(p + cols + c); // the next row
+            var wv = Bf16V512(p + c);
+            for (int t = 0; t < n; t++)
+            {
+                acc[t] = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x + (long)t * cols + c), acc[t]);
+            }
+        }
+        for (int t = 0; t < n; t++)
+        {
+            float tailSum = 0;
+            for (int k = c; k < cols; k++)
+            {
+                tailSum += Bf16Scalar(p[k]) * x[(long)t * cols + k];
+            }
+            y[(long)t * rows + r] = Vector512.Sum(acc[t]) + tailSum;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private static void Bf16Rows4V512(ushort* p0, int cols, float* x, float* y)
     {
         ushort* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
@@ -321,6 +436,9 @@ public static unsafe class MatMul
         int c = 0;
         for (; c + 16 <= cols; c += 16)
         {
+            // Fetch the next row group (4 · cols values, two lines per 128 bytes consumed), as for FP8.
+            Sse.Prefetch0(p0 + 4 * cols + 4 * c);
+            Sse.Prefetch0(p0 + 4 * cols + 4 * c + 32);
             var xv = Vector512.Load(x + c);
             acc0 = Vector512.FusedMultiplyAdd(Bf16V512(p0 + c), xv, acc0);
             acc1 = Vector512.FusedMultiplyAdd(Bf16V512(p1 + c), xv, acc1);
@@ -341,6 +459,8 @@ public static unsafe class MatMul
         y[2] = Vector512.Sum(acc2) + t2;
         y[3] = Vector512.Sum(acc3) + t3;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     private static float Bf16RowV256(ushort* p, int cols, float* x)
     {
@@ -367,6 +487,7 @@ public static unsafe class MatMul
     private static float Bf16Scalar(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
     /// <summary>Four float rows (stride cols) against x: y[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4V512(float* r0, int cols, float* x, float* y)
     {
         float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;

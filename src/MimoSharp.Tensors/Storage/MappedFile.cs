@@ -37,6 +37,36 @@ public sealed unsafe class MappedFile : WeightStorage
 
     public override long Length => _length;
 
+    /// <summary>
+    /// Maps every page into the process now (one read per 4 KiB), so the first forward passes do not
+    /// pay a page fault per page of weights. Pages already in the page cache cost no disk I/O.
+    /// </summary>
+    public void Prefault(Threading.WorkerPool? pool = null)
+    {
+        if (_length == 0)
+        {
+            return;
+        }
+        const int page = 4096;
+        long pages = (_length + page - 1) / page;
+        (pool ?? Threading.WorkerPool.Shared).Run(new PrefaultJob(Pointer, _length), (int)Math.Min(pages / 256 + 1, int.MaxValue), 1);
+    }
+
+    private sealed class PrefaultJob(byte* start, long length) : Threading.IParallelJob
+    {
+        // Item i covers 256 pages (1 MiB).
+        public void Execute(int first, int end)
+        {
+            long from = (long)first << 20, to = Math.Min((long)end << 20, length);
+            int sum = 0;
+            for (long offset = from; offset < to; offset += 4096)
+            {
+                sum += start[offset];
+            }
+            GC.KeepAlive(sum);
+        }
+    }
+
     internal override byte* Pointer
     {
         get

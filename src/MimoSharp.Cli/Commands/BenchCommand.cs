@@ -1,0 +1,81 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using MimoSharp.Models;
+using MimoSharp.Runtime.Generation;
+
+namespace MimoSharp.Cli.Commands;
+
+/// <summary>`mimo bench`: prefill and decode tokens/s (with and without MTP drafts), bytes per token, bandwidth, peak memory.</summary>
+internal static class BenchCommand
+{
+    public static Command Create(TextWriter output)
+    {
+        var model = new Option<string>("--model") { Description = "Model directory", Required = true };
+        var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length", DefaultValueFactory = _ => 512 };
+        var genTokens = new Option<int>("--gen-tokens") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
+        var drafts = new Option<string>("--draft-tokens") { Description = "Draft tokens per step, 0..3; a comma list runs each", DefaultValueFactory = _ => "0,3" };
+        var repetitions = new Option<int>("--repetitions") { Description = "Runs per configuration", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, json };
+        command.SetAction(parse =>
+        {
+            int[] draftCounts = CliParsing.ParseIds(parse.GetValue(drafts)!, "--draft-tokens");
+            foreach (int d in draftCounts)
+            {
+                if (d > 3)
+                {
+                    throw new ArgumentException($"--draft-tokens: {d} is outside 0..3");
+                }
+            }
+            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads) });
+            long bytesPerToken = m.WeightBytesPerToken;
+            var results = draftCounts.Select(d => Benchmark.Run(m, parse.GetValue(promptTokens), parse.GetValue(genTokens), d, parse.GetValue(repetitions))).ToList();
+            long peak = Process.GetCurrentProcess().PeakWorkingSet64;
+            long checkpointBytes = m.Weights is null ? 0 : Directory.GetFiles(parse.GetValue(model)!, "*.safetensors").Sum(f => new FileInfo(f).Length);
+            if (parse.GetValue(json))
+            {
+                BenchmarkResult first = results[0];
+                var (prefill, prefillSd) = BenchmarkResult.Stats(first.PrefillTokensPerSecond);
+                var (decode, decodeSd) = BenchmarkResult.Stats(first.DecodeTokensPerSecond);
+                output.WriteLine(JsonSerializer.Serialize(new
+                {
+                    threads = parse.GetValue(threads) ?? Environment.ProcessorCount,
+                    prompt_tokens = first.PromptTokens,
+                    gen_tokens = first.GeneratedTokens,
+                    draft_tokens = first.DraftTokens,
+                    prefill_tokens_per_s = prefill,
+                    prefill_tokens_per_s_sd = prefillSd,
+                    decode_tokens_per_s = decode,
+                    decode_tokens_per_s_sd = decodeSd,
+                    weight_bytes_per_token = bytesPerToken,
+                    decode_bandwidth_bytes_per_s = decode * bytesPerToken,
+                    peak_resident_bytes = peak,
+                    checkpoint_bytes = checkpointBytes,
+                    runs = results.Select(r => new
+                    {
+                        draft_tokens = r.DraftTokens,
+                        prefill_tokens_per_s = BenchmarkResult.Stats(r.PrefillTokensPerSecond).Mean,
+                        decode_tokens_per_s = BenchmarkResult.Stats(r.DecodeTokensPerSecond).Mean,
+                        decode_tokens_per_s_sd = BenchmarkResult.Stats(r.DecodeTokensPerSecond).StdDev,
+                        mean_acceptance_length = r.MeanAcceptanceLength,
+                        head_acceptance_rates = r.HeadAcceptanceRates,
+                    }),
+                }));
+                return 0;
+            }
+            output.WriteLine($"weights read per decoded token: {CliParsing.FormatBytes(bytesPerToken)}; checkpoint {CliParsing.FormatBytes(checkpointBytes)}; peak resident {CliParsing.FormatBytes(peak)}");
+            foreach (BenchmarkResult r in results)
+            {
+                var (prefill, prefillSd) = BenchmarkResult.Stats(r.PrefillTokensPerSecond);
+                var (decode, decodeSd) = BenchmarkResult.Stats(r.DecodeTokensPerSecond);
+                output.WriteLine($"draft {r.DraftTokens}: prefill {r.PromptTokens} tok at {prefill:F1} ± {prefillSd:F1} tok/s; decode {r.GeneratedTokens} tok at {decode:F1} ± {decodeSd:F1} tok/s " +
+                    $"({decode * bytesPerToken / 1e9:F1} GB/s); acceptance length {r.MeanAcceptanceLength:F2}" +
+                    (r.DraftTokens > 0 ? $", per head {string.Join(" ", r.HeadAcceptanceRates.Select(a => a.ToString("F2")))}" : ""));
+            }
+            return 0;
+        });
+        return command;
+    }
+}
