@@ -137,6 +137,6 @@ public sealed class CliTests
         File.Copy(Path.Combine(Fixture, "model", "model.safetensors.index.json"), Path.Combine(dir, "model.safetensors.index.json"), overwrite: true);
         var (code, _, err) = Run("generate", "--model", dir, "--ids", "1,2,3", "--max-tokens", "5");
         Assert.Equal(1, code);
-        Assert.Contains("exceeds the context of 4", err);
+        Assert.Contains("exceeds the context of 4 tokens", err);
     }
 }

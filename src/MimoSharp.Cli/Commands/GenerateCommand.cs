@@ -5,7 +5,7 @@ using MimoSharp.Runtime.Generation;
 
 namespace MimoSharp.Cli.Commands;
 
-/// <summary>`mimo generate`: greedy continuation of token ids.</summary>
+/// <summary>`mimo generate`: continue a prompt, streaming tokens, optionally with MTP speculative decoding.</summary>
 internal static class GenerateCommand
 {
     public static Command Create(TextWriter output)
@@ -13,11 +13,12 @@ internal static class GenerateCommand
         var model = new Option<string>("--model") { Description = "Model directory", Required = true };
         var ids = new Option<string>("--ids") { Description = "Comma-separated prompt token ids", Required = true };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate", DefaultValueFactory = _ => 16 };
+        var draftTokens = new Option<int>("--draft-tokens") { Description = "MTP draft tokens per step, 0..3 (0 = plain decoding)", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print {\"ids\": [...], timings} as JSON" };
         var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
         var window = LogitsCommand.WindowOption();
-        var command = new Command("generate", "Continue a prompt greedily") { model, ids, maxTokens, json, threads, window };
-        command.SetAction(parse =>
+        var command = new Command("generate", "Continue a prompt (greedy), streaming the generated ids") { model, ids, maxTokens, draftTokens, json, threads, window };
+        command.SetAction(async (parse, cancellationToken) =>
         {
             int[] prompt = CliParsing.ParseIds(parse.GetValue(ids)!);
             int n = parse.GetValue(maxTokens);
@@ -25,25 +26,60 @@ internal static class GenerateCommand
             {
                 throw new ArgumentException($"--max-tokens must be 0 or more, got {n}");
             }
+            int drafts = parse.GetValue(draftTokens);
+            if (drafts is < 0 or > 3)
+            {
+                throw new ArgumentException($"--draft-tokens must be 0..3, got {drafts}");
+            }
             using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window) });
-            GreedyResult result = new GreedyDecoder(m).Generate(prompt, n, m.Config.EosTokenIds.ToHashSet());
-            if (parse.GetValue(json))
+            var request = new GenerationRequest
+            {
+                PromptIds = prompt,
+                MaxTokens = n,
+                DraftTokens = drafts,
+                StopTokenIds = m.Config.EosTokenIds.ToHashSet(),
+            };
+            bool asJson = parse.GetValue(json);
+            var generated = new List<int>();
+            GenerationEvent? last = null;
+            await foreach (GenerationEvent e in new Generator(m).GenerateAsync(request, cancellationToken))
+            {
+                if (e.IsFinal)
+                {
+                    last = e;
+                    break;
+                }
+                generated.Add(e.Token);
+                if (!asJson)
+                {
+                    output.Write(generated.Count == 1 ? $"{e.Token}" : $",{e.Token}");
+                    output.Flush();
+                }
+            }
+            GenerationUsage usage = last!.Usage!;
+            if (asJson)
             {
                 output.WriteLine(JsonSerializer.Serialize(new
                 {
-                    ids = result.Ids,
-                    prompt_tokens = result.PromptTokens,
-                    generated_tokens = result.Ids.Length,
-                    prefill_seconds = result.PrefillTime.TotalSeconds,
-                    decode_seconds = result.DecodeTime.TotalSeconds,
-                    prefill_tokens_per_s = result.PrefillTokensPerSecond,
-                    decode_tokens_per_s = result.DecodeTokensPerSecond,
+                    ids = generated,
+                    finish_reason = last.Finish.ToString().ToLowerInvariant(),
+                    prompt_tokens = usage.PromptTokens,
+                    generated_tokens = usage.CompletionTokens,
+                    prefill_seconds = usage.PrefillTime.TotalSeconds,
+                    decode_seconds = usage.DecodeTime.TotalSeconds,
+                    prefill_tokens_per_s = usage.PrefillTokensPerSecond,
+                    decode_tokens_per_s = usage.DecodeTokensPerSecond,
+                    draft_tokens = Math.Min(drafts, m.MtpHeads),
+                    mean_acceptance_length = usage.MeanAcceptanceLength,
+                    head_acceptance_rates = usage.HeadAcceptanceRates,
                 }));
             }
             else
             {
-                output.WriteLine(string.Join(",", result.Ids));
-                output.WriteLine($"prefill {result.PromptTokens} tokens at {result.PrefillTokensPerSecond:F1} tok/s, decode {result.Ids.Length} tokens at {result.DecodeTokensPerSecond:F1} tok/s");
+                output.WriteLine();
+                output.WriteLine($"[{last.Finish.ToString().ToLowerInvariant()}] prefill {usage.PromptTokens} tokens at {usage.PrefillTokensPerSecond:F1} tok/s, " +
+                    $"decode {usage.CompletionTokens} tokens at {usage.DecodeTokensPerSecond:F1} tok/s" +
+                    (drafts > 0 ? $", acceptance length {usage.MeanAcceptanceLength:F2}" : ""));
             }
             return 0;
         });

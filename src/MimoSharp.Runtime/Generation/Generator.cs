@@ -25,9 +25,11 @@ public sealed class Generator(MimoModel model)
             throw new ArgumentOutOfRangeException(nameof(request), $"max_tokens must be 0 or more, got {request.MaxTokens}");
         }
         int limit = model.Config.MaxPositionEmbeddings;
-        if (limit > 0 && request.PromptIds.Count >= limit)
+        if (limit > 0 && (long)request.PromptIds.Count + request.MaxTokens > limit)
         {
-            throw new ArgumentException($"the prompt of {request.PromptIds.Count} tokens does not fit the context of {limit} tokens (max_position_embeddings)");
+            // As vLLM does: refuse up front rather than stop mid-answer.
+            throw new ArgumentException(
+                $"the prompt of {request.PromptIds.Count} tokens plus max_tokens {request.MaxTokens} exceeds the context of {limit} tokens (max_position_embeddings)");
         }
         int draftTokens = Math.Min(request.DraftTokens, model.MtpHeads);
         var session = new DecodingSession(model, request.Sampler, draftTokens);

@@ -72,13 +72,14 @@ public sealed class GeneratorTests
     }
 
     [Fact]
-    public async Task StopsWhenTheContextIsFull()
+    public async Task FillsTheContextExactlyAndRefusesMore()
     {
         string dir = TestModels.Write("tiny-ctx24", c => c with { MaxPositionEmbeddings = 24, SlidingWindow = 8, SlidingWindowSize = 8 });
         using var model = MimoModel.Load(dir);
-        List<GenerationEvent> events = await Collect(new Generator(model), new GenerationRequest { PromptIds = Enumerable.Range(1, 20).ToArray(), MaxTokens = 100, DraftTokens = 3 });
-        Assert.Equal(FinishReason.ContextFull, events[^1].Finish);
-        Assert.Equal(24 - 20 + 1, events[^1].Usage!.CompletionTokens); // positions 20..23 hold 4 of them, the last is never run
-        await Assert.ThrowsAsync<ArgumentException>(async () => await Collect(new Generator(model), new GenerationRequest { PromptIds = Enumerable.Range(1, 24).ToArray() }));
+        List<GenerationEvent> events = await Collect(new Generator(model), new GenerationRequest { PromptIds = Enumerable.Range(1, 20).ToArray(), MaxTokens = 4, DraftTokens = 3 });
+        Assert.Equal(FinishReason.Length, events[^1].Finish);
+        Assert.Equal(4, events[^1].Usage!.CompletionTokens);
+        var ex = await Assert.ThrowsAsync<ArgumentException>(async () => await Collect(new Generator(model), new GenerationRequest { PromptIds = Enumerable.Range(1, 20).ToArray(), MaxTokens = 5 }));
+        Assert.Contains("exceeds the context of 24", ex.Message);
     }
 }
