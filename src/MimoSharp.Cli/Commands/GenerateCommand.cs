@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using MimoSharp.Models;
 using MimoSharp.Runtime.Generation;
+using MimoSharp.Runtime.Sampling;
 
 namespace MimoSharp.Cli.Commands;
 
@@ -12,16 +13,19 @@ internal static class GenerateCommand
     {
         var model = new Option<string>("--model") { Description = "Model directory", Required = true };
         var ids = new Option<string>("--ids") { Description = "Comma-separated prompt token ids", Required = true };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate", DefaultValueFactory = _ => 16 };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Tokens to generate (default: the preset's, else 16)" };
         var draftTokens = new Option<int>("--draft-tokens") { Description = "MTP draft tokens per step, 0..3 (0 = plain decoding)", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print {\"ids\": [...], timings} as JSON" };
         var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
         var window = LogitsCommand.WindowOption();
-        var command = new Command("generate", "Continue a prompt (greedy), streaming the generated ids") { model, ids, maxTokens, draftTokens, json, threads, window };
+        var sampling = new SamplingFlags();
+        var command = new Command("generate", "Continue a prompt, streaming the generated ids (greedy unless sampling flags say otherwise)") { model, ids, maxTokens, draftTokens, json, threads, window };
+        sampling.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             int[] prompt = CliParsing.ParseIds(parse.GetValue(ids)!);
-            int n = parse.GetValue(maxTokens);
+            SamplingOptions samplingOptions = sampling.Build(parse);
+            int n = parse.GetValue(maxTokens) ?? (sampling.PresetGiven(parse) ? samplingOptions.MaxTokens : 16);
             if (n < 0)
             {
                 throw new ArgumentException($"--max-tokens must be 0 or more, got {n}");
@@ -37,6 +41,7 @@ internal static class GenerateCommand
                 PromptIds = prompt,
                 MaxTokens = n,
                 DraftTokens = drafts,
+                Sampler = new Sampler(samplingOptions, m.VocabSize, prompt.Length),
                 StopTokenIds = m.Config.EosTokenIds.ToHashSet(),
             };
             bool asJson = parse.GetValue(json);
