@@ -5,12 +5,12 @@ namespace MimoSharp.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error, Console.In);
 
     /// <summary>Runs the CLI with the given writers (tests call this in-process).</summary>
-    public static int Run(string[] args, TextWriter output, TextWriter error)
+    public static int Run(string[] args, TextWriter output, TextWriter error, TextReader? input = null)
     {
-        var root = BuildRoot(output);
+        var root = BuildRoot(output, input ?? TextReader.Null);
         var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
         try
         {
@@ -28,10 +28,10 @@ public static class Program
         }
     }
 
-    private static RootCommand BuildRoot(TextWriter output)
+    private static RootCommand BuildRoot(TextWriter output, TextReader input)
     {
         var root = new RootCommand("mimo: run, inspect and create MiMo-V2-Flash-architecture models");
-        foreach (Command command in CommandCatalog.All(output))
+        foreach (Command command in CommandCatalog.All(output, input))
         {
             root.Subcommands.Add(command);
         }

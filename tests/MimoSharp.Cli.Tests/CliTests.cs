@@ -140,3 +140,97 @@ public sealed class CliTests
         Assert.Contains("exceeds the context of 4 tokens", err);
     }
 }
+
+public sealed class TextCommandTests
+{
+    private static (int Code, string Out, string Err) Run(string input, params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Program.Run(args, output, error, new StringReader(input));
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static readonly Lazy<string> s_tiny = new(() =>
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-text-{Environment.ProcessId}");
+        Assert.Equal(0, Run("", "create-random", "--output", dir, "--preset", "tiny").Code);
+        return dir;
+    });
+
+    /// <summary>The golden fixture model with a byte-level tokenizer added beside it.</summary>
+    private static readonly Lazy<string> s_fixture = new(() =>
+    {
+        string root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "MimoSharp.slnx")))
+        {
+            root = Path.GetDirectoryName(root)!;
+        }
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-fixture-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        foreach (string file in Directory.GetFiles(Path.Combine(root, "testdata", "mimo-tiny-random", "model")))
+        {
+            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+        }
+        MimoSharp.Tokenization.ByteLevelTokenizerWriter.Write(dir, 320);
+        return dir;
+    });
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public void GenerateFromTextWithTheChatTemplate(int drafts)
+    {
+        var (code, output, err) = Run("", "generate", "--model", s_tiny.Value, "--prompt", "Hello", "--chat", "--max-tokens", "6", "--json", "--draft-tokens", drafts.ToString(), "--temperature", "0.7", "--seed", "4");
+        Assert.True(code == 0, err);
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        Assert.True(doc.RootElement.GetProperty("ids").GetArrayLength() is >= 1 and <= 6);
+        Assert.Equal(System.Text.Json.JsonValueKind.String, doc.RootElement.GetProperty("text").ValueKind);
+        // "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n" in byte tokens.
+        Assert.Equal(1 + 5 + 5 + 1 + 1 + 1 + 10 + 1 + 2 + 1 + 2, doc.RootElement.GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public void ChatRunsAConversationWithCommands()
+    {
+        string script = "hello\n/thinking on\nhow are you?\n/preset code\n/preset nope\n/reset\n/exit\n";
+        var (code, output, err) = Run(script, "chat", "--model", s_fixture.Value, "--max-tokens", "5", "--seed", "2");
+        Assert.True(code == 0, err);
+        Assert.Contains("ready in", output);
+        Assert.Contains("(thinking on)", output);
+        Assert.Contains("[thinking]", output);
+        Assert.Contains("(preset code: temperature 0.6, top-p 0.9, max 5)", output);
+        Assert.Contains("unknown sampling preset \"nope\"", output);
+        Assert.Contains("(conversation cleared)", output);
+        Assert.Equal(2, output.Split("tok/s)").Length - 1);
+    }
+
+    [Fact]
+    public void GenerateOnTheFixtureWithText()
+    {
+        var (code, output, err) = Run("", "generate", "--model", s_fixture.Value, "--prompt", "abc", "--max-tokens", "4", "--json");
+        Assert.True(code == 0, err);
+        Assert.Contains("\"ids\"", output);
+    }
+
+    [Fact]
+    public void ChatWithoutAModelSaysTheDefaultDoesNotExistYet()
+    {
+        var (code, _, err) = Run("", "chat");
+        Assert.Equal(1, code);
+        Assert.Contains("trained default model does not exist yet", err);
+    }
+
+    [Fact]
+    public void PromptWithoutATokenizerIsAClearError()
+    {
+        string root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "MimoSharp.slnx")))
+        {
+            root = Path.GetDirectoryName(root)!;
+        }
+        var (code, _, err) = Run("", "generate", "--model", Path.Combine(root, "testdata", "mimo-tiny-random", "model"), "--prompt", "hi");
+        Assert.Equal(1, code);
+        Assert.Contains("no tokenizer.json", err);
+    }
+}

@@ -5,12 +5,13 @@ namespace MimoSharp.Cli.Commands;
 /// <summary>Every `mimo` subcommand, one file each.</summary>
 internal static class CommandCatalog
 {
-    public static IEnumerable<Command> All(TextWriter output)
+    public static IEnumerable<Command> All(TextWriter output, TextReader input)
     {
         yield return InspectCommand.Create(output);
         yield return LogitsCommand.Create(output);
         yield return GenerateCommand.Create(output);
         yield return CreateRandomCommand.Create(output);
         yield return BenchCommand.Create(output);
+        yield return ChatCommand.Create(output, input);
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MimoSharp.Models.Configuration;
 using MimoSharp.Models.Creation;
+using MimoSharp.Tokenization;
 
 namespace MimoSharp.Cli.Commands;
 
@@ -43,9 +44,15 @@ internal static class CreateRandomCommand
             string outDir = parse.GetValue(dir)!;
             var options = new RandomModelOptions { MtpHeads = heads, Seed = parse.GetValue(seed), MaxShardBytes = shardBytes, ConfigOnly = parse.GetValue(configOnly) };
             RandomModelWriter.Write(outDir, c, options);
+            bool tokenizer = !options.ConfigOnly && c.VocabSize >= 256 + ByteLevelTokenizerWriter.ControlTokens.Count;
+            if (tokenizer)
+            {
+                // A byte-level tokenizer so that text commands (generate --prompt, chat) run on the random model.
+                ByteLevelTokenizerWriter.Write(outDir, c.VocabSize);
+            }
             output.WriteLine(options.ConfigOnly
                 ? $"wrote {Path.Combine(outDir, "config.json")}"
-                : $"wrote a random model ({c.NumHiddenLayers} layers, {heads} MTP heads) to {outDir}");
+                : $"wrote a random model ({c.NumHiddenLayers} layers, {heads} MTP heads{(tokenizer ? ", byte-level tokenizer" : "")}) to {outDir}");
             return 0;
         });
         return command;

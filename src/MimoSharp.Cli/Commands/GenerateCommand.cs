@@ -3,6 +3,7 @@ using System.Text.Json;
 using MimoSharp.Models;
 using MimoSharp.Runtime.Generation;
 using MimoSharp.Runtime.Sampling;
+using MimoSharp.Tokenization;
 
 namespace MimoSharp.Cli.Commands;
 
@@ -12,18 +13,30 @@ internal static class GenerateCommand
     public static Command Create(TextWriter output)
     {
         var model = new Option<string>("--model") { Description = "Model directory", Required = true };
-        var ids = new Option<string>("--ids") { Description = "Comma-separated prompt token ids", Required = true };
+        var ids = new Option<string?>("--ids") { Description = "Comma-separated prompt token ids" };
+        var promptText = new Option<string?>("--prompt") { Description = "Prompt text (needs the model's tokenizer.json)" };
+        var chat = new Option<bool>("--chat") { Description = "Wrap --prompt as a user turn of the chat template" };
+        var thinking = new Option<bool>("--thinking") { Description = "With --chat: let the model think first (<think>...</think>)" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop strings (repeatable)", AllowMultipleArgumentsPerToken = false };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Tokens to generate (default: the preset's, else 16)" };
         var draftTokens = new Option<int>("--draft-tokens") { Description = "MTP draft tokens per step, 0..3 (0 = plain decoding)", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print {\"ids\": [...], timings} as JSON" };
         var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
         var window = LogitsCommand.WindowOption();
         var sampling = new SamplingFlags();
-        var command = new Command("generate", "Continue a prompt, streaming the generated ids (greedy unless sampling flags say otherwise)") { model, ids, maxTokens, draftTokens, json, threads, window };
+        var command = new Command("generate", "Continue a prompt, streaming the generated ids (greedy unless sampling flags say otherwise)") { model, ids, promptText, chat, thinking, stop, maxTokens, draftTokens, json, threads, window };
         sampling.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            int[] prompt = CliParsing.ParseIds(parse.GetValue(ids)!);
+            string? idText = parse.GetValue(ids), text = parse.GetValue(promptText);
+            if ((idText is null) == (text is null))
+            {
+                throw new ArgumentException("give exactly one of --ids 1,2,3 or --prompt TEXT");
+            }
+            if (parse.GetValue(chat) && text is null)
+            {
+                throw new ArgumentException("--chat wraps --prompt TEXT; it cannot be used with --ids");
+            }
             SamplingOptions samplingOptions = sampling.Build(parse);
             int n = parse.GetValue(maxTokens) ?? (sampling.PresetGiven(parse) ? samplingOptions.MaxTokens : 16);
             if (n < 0)
@@ -35,15 +48,34 @@ internal static class GenerateCommand
             {
                 throw new ArgumentException($"--draft-tokens must be 0..3, got {drafts}");
             }
-            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window) });
+            string dir = parse.GetValue(model)!;
+            using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window) });
+            MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? MimoTokenizer.Load(dir) : null;
+            if (text is not null && parse.GetValue(chat))
+            {
+                text = ChatMl.Render([new ChatMessage("user", text)], enableThinking: parse.GetValue(thinking));
+            }
+            int[] prompt = text is not null ? tokenizer!.Encode(text).ToArray() : CliParsing.ParseIds(idText!);
+            string[] stops = parse.GetValue(stop) ?? [];
+            if (stops.Length > 0 && tokenizer is null)
+            {
+                throw new ArgumentException("--stop needs the model's tokenizer.json to turn ids into text");
+            }
+            var stopIds = m.Config.EosTokenIds.ToHashSet();
+            if (tokenizer is not null)
+            {
+                stopIds.UnionWith(tokenizer.EosIds);
+            }
             var request = new GenerationRequest
             {
                 PromptIds = prompt,
                 MaxTokens = n,
                 DraftTokens = drafts,
-                Sampler = new Sampler(samplingOptions, m.VocabSize, prompt.Length),
-                StopTokenIds = m.Config.EosTokenIds.ToHashSet(),
+                Sampler = new Sampler(samplingOptions, m.VocabSize, prompt.Length, tokenizer?.VocabularySize),
+                StopTokenIds = stopIds,
+                Text = text is not null ? new TokenizerTextStream(tokenizer!, stops) : null,
             };
+            var shownText = new System.Text.StringBuilder();
             bool asJson = parse.GetValue(json);
             var generated = new List<int>();
             GenerationEvent? last = null;
@@ -55,18 +87,25 @@ internal static class GenerateCommand
                     break;
                 }
                 generated.Add(e.Token);
+                shownText.Append(e.Text);
                 if (!asJson)
                 {
-                    output.Write(generated.Count == 1 ? $"{e.Token}" : $",{e.Token}");
+                    output.Write(request.Text is not null ? e.Text : generated.Count == 1 ? $"{e.Token}" : $",{e.Token}");
                     output.Flush();
                 }
             }
             GenerationUsage usage = last!.Usage!;
+            shownText.Append(last.Text);
+            if (!asJson && request.Text is not null)
+            {
+                output.Write(last.Text);
+            }
             if (asJson)
             {
                 output.WriteLine(JsonSerializer.Serialize(new
                 {
                     ids = generated,
+                    text = request.Text is not null ? shownText.ToString() : null,
                     finish_reason = last.Finish.ToString().ToLowerInvariant(),
                     prompt_tokens = usage.PromptTokens,
                     generated_tokens = usage.CompletionTokens,

@@ -14,7 +14,8 @@ namespace MimoSharp.Runtime.Speculative;
 ///    x_{t+k+1} (a previous head's draft where the stream has not reached yet); its last row
 ///    proposes d_{k+1}. Heads are not chained through hidden states.
 /// 2. verify: the main model runs [bonus, d_1..d_D] in one forward over its cache.
-/// 3. accept: greedy keeps d_i while it equals the target's argmax; sampling keeps d_i with
+/// 3. accept: greedy keeps d_i while it equals the argmax of the target distribution (after the
+///    sampler's penalties and bias); sampling keeps d_i with
 ///    probability p(d_i) (drafts are argmax picks, so q is one-hot and min(1, p/q) = p) and on
 ///    rejection draws from p with d_i removed — the normalised residual max(p − q, 0) — so the output
 ///    follows the target distribution exactly. Rejected positions leave the main cache; a head's
@@ -149,9 +150,10 @@ public sealed class DecodingSession
             ReadOnlySpan<float> logits = _verifyLogits.AsSpan(accepted * _vocab, _vocab);
             int draft = _drafts[accepted];
             int historyLength = n + 1 + accepted;
+            _sampler.Probabilities(logits, CollectionsMarshal.AsSpan(_stream)[..historyLength], _probs);
             if (_sampler.IsGreedy)
             {
-                int target = VectorMath.ArgMax(logits);
+                int target = VectorMath.ArgMax(_probs);
                 if (target != draft)
                 {
                     bonus = target;
@@ -160,7 +162,6 @@ public sealed class DecodingSession
             }
             else
             {
-                _sampler.Probabilities(logits, CollectionsMarshal.AsSpan(_stream)[..historyLength], _probs);
                 float p = _probs[draft];
                 if (!(_sampler.NextUniform() < p))
                 {
@@ -190,12 +191,9 @@ public sealed class DecodingSession
     /// <summary>A token from the distribution after <paramref name="logits"/>, given the first <paramref name="historyLength"/> stream tokens.</summary>
     private int Choose(ReadOnlySpan<float> logits, int historyLength)
     {
-        if (_sampler.IsGreedy)
-        {
-            return VectorMath.ArgMax(logits);
-        }
+        // Greedy goes through the sampler too: penalties, logit bias and padding rows still apply.
         _sampler.Probabilities(logits, CollectionsMarshal.AsSpan(_stream)[..historyLength], _probs);
-        return _sampler.Draw(_probs);
+        return _sampler.IsGreedy ? VectorMath.ArgMax(_probs) : _sampler.Draw(_probs);
     }
 
     /// <summary>Runs heads 0..drafts-1 over the rows they have not seen (or saw with a token since replaced) and fills _drafts.</summary>

@@ -6,7 +6,20 @@ namespace MimoSharp.Runtime.Tests.Speculative;
 internal sealed class GreedyTestSampler : ITokenSampler
 {
     public bool IsGreedy => true;
-    public void Probabilities(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, Span<float> probs) => throw new InvalidOperationException("greedy");
+    public void Probabilities(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, Span<float> probs)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++)
+        {
+            if (logits[i] > logits[best])
+            {
+                best = i;
+            }
+        }
+        probs.Clear();
+        probs[best] = 1f;
+    }
+
     public int Draw(ReadOnlySpan<float> probs) => throw new InvalidOperationException("greedy");
     public double NextUniform() => throw new InvalidOperationException("greedy");
 }
