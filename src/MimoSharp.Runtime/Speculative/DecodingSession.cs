@@ -98,6 +98,7 @@ public sealed class DecodingSession
         int[] tokens = prompt.ToArray();
         _model.Forward([new SequenceInput(_cache, tokens, LogitRows.Last)], hidden, _verifyLogits);
         _hidden.Append(hidden);
+        _stream.EnsureCapacity(tokens.Length + 1024); // decode steps then append without growing (for a while)
         _stream.AddRange(tokens);
         int first = Choose(_verifyLogits.AsSpan(0, _vocab), _stream.Count);
         _stream.Add(first);

@@ -216,3 +216,28 @@ public sealed class SpeculativeDecodingTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new DecodingSession(model, new GreedyTestSampler(), -1));
     }
 }
+
+public sealed class DecodeAllocationTests
+{
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public void StepsAllocateNothing(int drafts)
+    {
+        using var model = MimoSharp.Models.MimoModel.Load(TestModels.Tiny());
+        var session = new DecodingSession(model, new MimoSharp.Runtime.Sampling.Sampler(new MimoSharp.Runtime.Sampling.SamplingOptions { Temperature = 0.8f, TopP = 0.9f, Seed = 1 }, model.VocabSize), drafts);
+        session.Prefill([1, 2, 3, 4, 5, 6, 7, 8]);
+        var emitted = new int[4];
+        for (int i = 0; i < 20; i++)
+        {
+            session.Step(emitted); // warm up: workspaces grow to their size
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 20; i++)
+        {
+            session.Step(emitted);
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"{allocated} bytes allocated in 20 steps");
+    }
+}
