@@ -22,7 +22,7 @@ public sealed record AttentionGeometry(
 }
 
 /// <summary>Sizes derived once from a validated <see cref="MimoConfig"/>.</summary>
-public sealed class MimoDerivedConfig
+public sealed record MimoDerivedConfig
 {
     public required IReadOnlyList<LayerKind> LayerKinds { get; init; }
     public required IReadOnlyList<bool> IsMoeLayer { get; init; }
@@ -44,20 +44,7 @@ public sealed class MimoDerivedConfig
     public MimoDerivedConfig WithWindowConvention(SlidingWindowConvention convention)
     {
         int keys = convention == SlidingWindowConvention.SGLang ? SlidingWindow + 1 : SlidingWindow;
-        return new MimoDerivedConfig
-        {
-            LayerKinds = LayerKinds,
-            IsMoeLayer = IsMoeLayer,
-            Global = Global,
-            Sliding = Sliding with { WindowKeys = keys },
-            SlidingWindow = SlidingWindow,
-            RmsNormEps = RmsNormEps,
-            ValueScale = ValueScale,
-            RoutedScalingFactor = RoutedScalingFactor,
-            ExpertGroups = ExpertGroups,
-            TopkGroups = TopkGroups,
-            Fp8BlockSize = Fp8BlockSize,
-        };
+        return this with { Sliding = Sliding with { WindowKeys = keys } };
     }
 
     internal static MimoDerivedConfig From(MimoConfig c)

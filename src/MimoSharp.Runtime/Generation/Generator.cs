@@ -32,7 +32,7 @@ public sealed class Generator(MimoModel model)
                 $"the prompt of {request.PromptIds.Count} tokens plus max_tokens {request.MaxTokens} exceeds the context of {limit} tokens (max_position_embeddings)");
         }
         int draftTokens = Math.Min(request.DraftTokens, model.MtpHeads);
-        var session = new DecodingSession(model, request.Sampler, draftTokens);
+        var session = new DecodingSession(model, request.Sampler, draftTokens, expectedLength: request.PromptIds.Count + request.MaxTokens);
         int[] prompt = request.PromptIds.ToArray();
         var emitted = new int[4];
         int produced = 0;

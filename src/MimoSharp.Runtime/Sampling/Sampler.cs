@@ -1,4 +1,5 @@
 using MimoSharp.Runtime.Generation;
+using MimoSharp.Tensors.Kernels;
 
 namespace MimoSharp.Runtime.Sampling;
 
@@ -67,7 +68,7 @@ public sealed class Sampler : ITokenSampler
         }
         if (_options.IsGreedy)
         {
-            int best = ArgMax(work);
+            int best = VectorMath.ArgMax(work);
             work.Clear();
             work[best] = 1f;
             return;
@@ -84,7 +85,7 @@ public sealed class Sampler : ITokenSampler
         }
         if (_options.MinP > 0f)
         {
-            float threshold = _options.MinP * work[ArgMax(work)];
+            float threshold = _options.MinP * work[VectorMath.ArgMax(work)];
             for (int i = 0; i < work.Length; i++)
             {
                 if (work[i] < threshold)
@@ -161,19 +162,6 @@ public sealed class Sampler : ITokenSampler
             }
             _counts[token] = 0;
         }
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best])
-            {
-                best = i;
-            }
-        }
-        return best;
     }
 
     /// <summary>Sets every logit below the k-th largest to -inf (ties at the threshold are kept, as in HF).</summary>
@@ -268,7 +256,7 @@ public sealed class Sampler : ITokenSampler
     {
         // The nucleus lies inside {q ≥ t} once that set holds mass ≥ p: lower t by halves until it
         // does, then sort only those candidates instead of the whole vocabulary.
-        float max = probs[ArgMax(probs)];
+        float max = probs[VectorMath.ArgMax(probs)];
         float threshold = max;
         while (true)
         {

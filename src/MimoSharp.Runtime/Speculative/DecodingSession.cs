@@ -28,6 +28,8 @@ public sealed class DecodingSession
     private const int MaxDraftTokens = 3;
     private const int UsedTokenRing = 64;
     private const int HiddenKept = 16;
+    /// <summary>Global caches are sized up front for at most this many positions; longer sequences grow them (amortised).</summary>
+    private const int MaxPreallocatedPositions = 8192;
 
     private readonly MimoModel _model;
     private readonly ITokenSampler _sampler;
@@ -48,7 +50,8 @@ public sealed class DecodingSession
     /// <summary>Test hook: sees (and may replace) each step's drafts after the heads proposed them.</summary>
     internal Action<Span<int>>? DraftOverride { get; set; }
 
-    public DecodingSession(MimoModel model, ITokenSampler sampler, int draftTokens, int reserve = 64)
+    /// <param name="expectedLength">Prompt plus generated tokens expected: global-layer caches are sized for it once (up to 8192 positions).</param>
+    public DecodingSession(MimoModel model, ITokenSampler sampler, int draftTokens, int reserve = 64, int expectedLength = 256)
     {
         if (draftTokens < 0 || draftTokens > MaxDraftTokens)
         {
@@ -62,7 +65,7 @@ public sealed class DecodingSession
         _sampler = sampler;
         DraftTokens = draftTokens;
         _vocab = model.VocabSize;
-        _cache = model.CreateCache(reserve: Math.Max(reserve, MaxDraftTokens + 1));
+        _cache = model.CreateCache(reserve: Math.Max(reserve, MaxDraftTokens + 1), initialCapacity: Math.Min(expectedLength, MaxPreallocatedPositions) + MaxDraftTokens + 1);
         _hidden = new HiddenHistory(model.HiddenSize);
         _usedTokens = Enumerable.Range(0, draftTokens).Select(_ => new int[UsedTokenRing]).ToArray();
         _verifyLogits = new float[(MaxDraftTokens + 1) * _vocab];
