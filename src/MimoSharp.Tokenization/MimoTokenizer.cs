@@ -22,6 +22,7 @@ public sealed class MimoTokenizer
     private readonly HashSet<int> _special;
     private readonly string?[] _vocabById; // byte-level spelling of each ordinary token
     private readonly byte[]?[] _bytes; // per id, lazily: the bytes the token stands for
+    private bool _nfc;
 
     public int VocabularySize { get; }
     /// <summary>Ids that end a turn: the config's eos_token, and &lt;|im_end|&gt; / &lt;|endoftext|&gt; when present.</summary>
@@ -104,23 +105,22 @@ public sealed class MimoTokenizer
             }
 
             Regex split = PreTokenizerRegex(root, Unsupported);
-            Normalizer? normalizer = root.TryGetProperty("normalizer", out JsonElement norm) && norm.ValueKind == JsonValueKind.Object
-                ? NormalizerFor(norm, Unsupported)
-                : null;
+            // NFC is applied by Encode itself, once over the whole text (string.Normalize needs ICU:
+            // the projects must not run in invariant-globalization mode, where it does nothing).
+            bool nfc = root.TryGetProperty("normalizer", out JsonElement norm) && norm.ValueKind == JsonValueKind.Object && IsNfc(norm, Unsupported);
 
             var options = new BpeOptions(vocab)
             {
                 Merges = merges,
                 SpecialTokens = added,
                 PreTokenizer = new RegexPreTokenizer(split, added),
-                Normalizer = normalizer,
                 ByteLevel = true,
             };
             BpeTokenizer bpe = BpeTokenizer.Create(options);
             int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Values.Max() + 1);
 
             (HashSet<int> eos, string? template) = ReadConfig(directory, added);
-            return new MimoTokenizer(bpe, vocab, added, special, size, eos, template);
+            return new MimoTokenizer(bpe, vocab, added, special, size, eos, template) { _nfc = nfc };
         }
     }
 
@@ -166,20 +166,13 @@ public sealed class MimoTokenizer
         return new Regex(pattern ?? throw unsupported("a pre-tokenizer without a split pattern"), RegexOptions.Compiled);
     }
 
-    private static Normalizer? NormalizerFor(JsonElement norm, Func<string, TokenizerException> unsupported) => norm.GetProperty("type").GetString() switch
+    private static bool IsNfc(JsonElement norm, Func<string, TokenizerException> unsupported) => norm.GetProperty("type").GetString() switch
     {
-        "NFC" => new NfcNormalizer(),
-        "Sequence" when norm.GetProperty("normalizers").GetArrayLength() == 0 => null,
+        "NFC" => true,
+        "Sequence" when norm.GetProperty("normalizers").GetArrayLength() == 0 => false,
         string type => throw unsupported($"normalizer \"{type}\""),
-        null => null,
+        null => false,
     };
-
-    private sealed class NfcNormalizer : Normalizer
-    {
-        public override string Normalize(string original) => original.Normalize(NormalizationForm.FormC);
-
-        public override string Normalize(ReadOnlySpan<char> original) => original.ToString().Normalize(NormalizationForm.FormC);
-    }
 
     private static (HashSet<int> Eos, string? Template) ReadConfig(string directory, Dictionary<string, int> added)
     {
@@ -219,7 +212,9 @@ public sealed class MimoTokenizer
     }
 
     /// <summary>Ids of <paramref name="text"/>; added tokens written in the text (such as &lt;|im_start|&gt;) become their ids.</summary>
-    public IReadOnlyList<int> Encode(string text) => _bpe.EncodeToIds(text);
+    public IReadOnlyList<int> Encode(string text) =>
+        // Added tokens are ASCII, so NFC over the whole text equals NFC over the pieces between them.
+        _bpe.EncodeToIds(_nfc ? text.Normalize(NormalizationForm.FormC) : text, considerPreTokenization: true, considerNormalization: false);
 
     public bool IsSpecial(int id) => _special.Contains(id);
 

@@ -1,0 +1,71 @@
+using System.IO.Compression;
+using System.Text.Json;
+
+namespace MimoSharp.Tokenization.Tests;
+
+/// <summary>
+/// The real Qwen3 tokenizer.json against ids from an independent implementation (transformers.js via
+/// @lenml/tokenizers), produced by tools/tokenizer-oracle/make_goldens.mjs.
+/// </summary>
+public sealed class QwenParityTests
+{
+    private static readonly Lazy<MimoTokenizer> s_tokenizer = new(() =>
+    {
+        string source = Path.Combine(Root, "testdata", "tokenizer", "qwen3");
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-qwen3-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        using (var gz = new GZipStream(File.OpenRead(Path.Combine(source, "tokenizer.json.gz")), CompressionMode.Decompress))
+        using (var target = File.Create(Path.Combine(dir, "tokenizer.json")))
+        {
+            gz.CopyTo(target);
+        }
+        File.Copy(Path.Combine(source, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"), overwrite: true);
+        return MimoTokenizer.Load(dir);
+    });
+
+    private static string Root
+    {
+        get
+        {
+            string dir = AppContext.BaseDirectory;
+            while (!File.Exists(Path.Combine(dir, "MimoSharp.slnx")))
+            {
+                dir = Path.GetDirectoryName(dir)!;
+            }
+            return dir;
+        }
+    }
+
+    public static TheoryData<int> CaseIndices()
+    {
+        var data = new TheoryData<int>();
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "testdata", "tokenizer", "qwen3-parity.json")));
+        for (int i = 0; i < doc.RootElement.GetProperty("cases").GetArrayLength(); i++)
+        {
+            data.Add(i);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(CaseIndices))]
+    public void IdsMatchTheIndependentImplementation(int index)
+    {
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "testdata", "tokenizer", "qwen3-parity.json")));
+        JsonElement item = doc.RootElement.GetProperty("cases")[index];
+        string text = item.GetProperty("text").GetString()!;
+        int[] expected = item.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        IReadOnlyList<int> actual = s_tokenizer.Value.Encode(text);
+        Assert.Equal(expected, actual);
+        Assert.Equal(text.Normalize(System.Text.NormalizationForm.FormC), s_tokenizer.Value.Decode(actual));
+    }
+
+    [Fact]
+    public void ReadsEosAndTemplateFromTheConfig()
+    {
+        MimoTokenizer tokenizer = s_tokenizer.Value;
+        Assert.Contains(tokenizer.TokenToId("<|im_end|>")!.Value, tokenizer.EosIds);
+        Assert.NotNull(tokenizer.ChatTemplate);
+        Assert.Equal(151643, tokenizer.TokenToId("<|endoftext|>"));
+    }
+}
