@@ -234,3 +234,33 @@ public sealed class TextCommandTests
         Assert.Contains("no tokenizer.json", err);
     }
 }
+
+public sealed class TokenizeCommandTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        return (Program.Run(args, output, error), output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void TokenizeAndDetokenizeRoundTripWithOnlyTokenizerFiles()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-tok-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        MimoSharp.Tokenization.ByteLevelTokenizerWriter.Write(dir, 512);
+        var (code, output, err) = Run("tokenize", "--model", dir, "--text", "hi <|im_end|>", "--json");
+        Assert.True(code == 0, err);
+        using var doc = System.Text.Json.JsonDocument.Parse(output);
+        int[] ids = doc.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal([104, 105, 32, 258], ids);
+        Assert.Contains("\"<|im_end|>\"", output);
+        (code, output, err) = Run("detokenize", "--model", dir, "--ids", string.Join(",", ids));
+        Assert.True(code == 0, err);
+        Assert.Equal("hi <|im_end|>", output.TrimEnd('\n', '\r'));
+        (code, _, err) = Run("detokenize", "--model", dir, "--ids", "9999");
+        Assert.Equal(1, code);
+        Assert.Contains("outside the tokenizer's vocabulary", err);
+    }
+}

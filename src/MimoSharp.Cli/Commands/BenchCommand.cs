@@ -62,7 +62,7 @@ internal static class BenchCommand
                         mean_acceptance_length = r.MeanAcceptanceLength,
                         head_acceptance_rates = r.HeadAcceptanceRates,
                     }),
-                }));
+                }, CliParsing.Json));
                 return 0;
             }
             output.WriteLine($"weights read per decoded token: {CliParsing.FormatBytes(bytesPerToken)}; checkpoint {CliParsing.FormatBytes(checkpointBytes)}; peak resident {CliParsing.FormatBytes(peak)}");

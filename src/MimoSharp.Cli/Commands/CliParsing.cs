@@ -5,6 +5,9 @@ namespace MimoSharp.Cli.Commands;
 /// <summary>Parsing helpers shared by commands; errors name the option and what was expected.</summary>
 internal static class CliParsing
 {
+    /// <summary>JSON for people and scripts: text as written (no \u003C for '&lt;'), as other CLIs print it.</summary>
+    public static readonly System.Text.Json.JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     /// <summary>Parses "1,2,3" (spaces allowed) into token ids.</summary>
     public static int[] ParseIds(string text, string option = "--ids")
     {

@@ -116,7 +116,7 @@ internal static class GenerateCommand
                     draft_tokens = Math.Min(drafts, m.MtpHeads),
                     mean_acceptance_length = usage.MeanAcceptanceLength,
                     head_acceptance_rates = usage.HeadAcceptanceRates,
-                }));
+                }, CliParsing.Json));
             }
             else
             {
