@@ -264,3 +264,40 @@ public sealed class TokenizeCommandTests
         Assert.Contains("outside the tokenizer's vocabulary", err);
     }
 }
+
+public sealed class TemplateCommandTests
+{
+    [Fact]
+    public void RendersWithTheModelsTemplateLikeTheReferenceEngine()
+    {
+        string root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "MimoSharp.slnx")))
+        {
+            root = Path.GetDirectoryName(root)!;
+        }
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-template-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        string source = Path.Combine(root, "testdata", "tokenizer", "qwen3");
+        using (var gz = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(source, "tokenizer.json.gz")), System.IO.Compression.CompressionMode.Decompress))
+        using (var target = File.Create(Path.Combine(dir, "tokenizer.json")))
+        {
+            gz.CopyTo(target);
+        }
+        File.Copy(Path.Combine(source, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
+
+        var cases = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(root, "testdata", "tokenizer", "qwen3-template-cases.json")))!["cases"]!.AsArray();
+        var golden = cases.First(c => c!["name"]!.GetValue<string>() == "system_and_user+no_thinking+prompt")!;
+        string messages = Path.Combine(dir, "messages.json");
+        File.WriteAllText(messages, golden["variables"]!["messages"]!.ToJsonString());
+
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Program.Run(["template", "--model", dir, "--messages", messages], output, error);
+        Assert.True(code == 0, error.ToString());
+        Assert.Equal(golden["rendered"]!.GetValue<string>(), output.ToString());
+
+        code = Program.Run(["template", "--model", dir, "--messages", Path.Combine(dir, "missing.json")], output, error);
+        Assert.Equal(1, code);
+        Assert.Contains("file not found", error.ToString());
+    }
+}

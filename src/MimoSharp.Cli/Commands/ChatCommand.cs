@@ -50,6 +50,7 @@ internal static class ChatCommand
             MimoTokenizer tokenizer = MimoTokenizer.Load(dir);
             output.WriteLine($"ready in {Stopwatch.GetElapsedTime(start).TotalSeconds:F1} s ({m.Config.NumHiddenLayers} layers, {m.MtpHeads} MTP heads). /reset, /thinking on|off, /preset NAME, /exit");
 
+            var chatPrompt = new ChatPrompt(tokenizer);
             var generator = new Generator(m);
             var history = new List<ChatMessage>();
             if (parse.GetValue(system) is string systemPrompt)
@@ -109,7 +110,7 @@ internal static class ChatCommand
                     continue;
                 }
                 history.Add(new ChatMessage("user", line));
-                string prompt = ChatMl.Render(history, enableThinking: thinking);
+                string prompt = chatPrompt.Render(history, thinking);
                 int[] ids = tokenizer.Encode(prompt).ToArray();
                 int room = m.Config.MaxPositionEmbeddings - ids.Length;
                 if (room <= 0)

@@ -15,5 +15,6 @@ internal static class CommandCatalog
         yield return ChatCommand.Create(output, input);
         yield return TokenizeCommand.Create(output);
         yield return TokenizeCommand.CreateDetokenize(output);
+        yield return TemplateCommand.Create(output);
     }
 }

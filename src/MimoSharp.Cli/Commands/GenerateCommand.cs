@@ -53,7 +53,7 @@ internal static class GenerateCommand
             MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? MimoTokenizer.Load(dir) : null;
             if (text is not null && parse.GetValue(chat))
             {
-                text = ChatMl.Render([new ChatMessage("user", text)], enableThinking: parse.GetValue(thinking));
+                text = new ChatPrompt(tokenizer!).Render([new ChatMessage("user", text)], parse.GetValue(thinking));
             }
             int[] prompt = text is not null ? tokenizer!.Encode(text).ToArray() : CliParsing.ParseIds(idText!);
             string[] stops = parse.GetValue(stop) ?? [];
