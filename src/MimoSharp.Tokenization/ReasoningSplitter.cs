@@ -9,6 +9,7 @@ public sealed class ReasoningSplitter(bool startInReasoning = false)
     private const string Open = "<think>";
     private const string Close = "</think>";
     private string _pending = "";
+    private bool _atStart = true;
 
     public bool InReasoning { get; private set; } = startInReasoning;
 
@@ -17,6 +18,21 @@ public sealed class ReasoningSplitter(bool startInReasoning = false)
     {
         string all = _pending + text;
         _pending = "";
+        if (_atStart && InReasoning)
+        {
+            // Started inside reasoning (the prompt opened it), but the model may still write <think>.
+            string trimmed = all.TrimStart();
+            if (trimmed.Length < Open.Length && Open.StartsWith(trimmed, StringComparison.Ordinal))
+            {
+                _pending = all; // too short to tell yet
+                return ("", "");
+            }
+            if (trimmed.StartsWith(Open, StringComparison.Ordinal))
+            {
+                all = trimmed[Open.Length..];
+            }
+        }
+        _atStart = false;
         var reasoning = new System.Text.StringBuilder();
         var content = new System.Text.StringBuilder();
         int i = 0;

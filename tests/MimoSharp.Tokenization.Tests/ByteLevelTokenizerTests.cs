@@ -95,6 +95,26 @@ public sealed class ByteLevelTokenizerTests
         Assert.Equal("The answer is 4.", content.Append(fc).ToString());
     }
 
+    [Theory]
+    [InlineData("<think>|\nhmm</think>answer")]
+    [InlineData("<th|ink>\nhmm</think>answer")]
+    [InlineData("\nhmm</think>answer")]
+    public void StartingInReasoningAcceptsAnOpeningTagOrNone(string chunkList)
+    {
+        string[] chunks = chunkList.Split('|');
+        var splitter = new ReasoningSplitter(startInReasoning: true);
+        string reasoning = "", content = "";
+        foreach (string chunk in chunks)
+        {
+            (string r, string c) = splitter.Push(chunk);
+            reasoning += r;
+            content += c;
+        }
+        (string fr, string fc) = splitter.Flush();
+        Assert.Equal("\nhmm", reasoning + fr);
+        Assert.Equal("answer", content + fc);
+    }
+
     [Fact]
     public void ChatMlRendersTurnsAndTheGenerationPrompt()
     {
