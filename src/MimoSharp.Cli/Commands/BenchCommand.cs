@@ -33,7 +33,7 @@ internal static class BenchCommand
             long bytesPerToken = m.WeightBytesPerToken;
             var results = draftCounts.Select(d => Benchmark.Run(m, parse.GetValue(promptTokens), parse.GetValue(genTokens), d, parse.GetValue(repetitions))).ToList();
             long peak = Process.GetCurrentProcess().PeakWorkingSet64;
-            long checkpointBytes = m.Weights is null ? 0 : Directory.GetFiles(parse.GetValue(model)!, "*.safetensors").Sum(f => new FileInfo(f).Length);
+            long checkpointBytes = Directory.GetFiles(parse.GetValue(model)!, "*.safetensors").Sum(f => new FileInfo(f).Length);
             if (parse.GetValue(json))
             {
                 BenchmarkResult first = results[0];
