@@ -85,7 +85,10 @@ public sealed class MimoModel : IDisposable
         {
             MimoWeights weights = MimoWeights.Load(checkpoint, config, config.Derived);
             var model = new MimoModel(config, weights, options, checkpoint);
-            if (options?.Prefault ?? true)
+            // Prefault only what comfortably fits in memory: a checkpoint larger than that would
+            // evict itself while being touched, and is better paged in by the forward passes.
+            long mapped = checkpoint.Files.Sum(f => f.Storage.Length);
+            if ((options?.Prefault ?? true) && mapped < GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2)
             {
                 foreach (SafetensorsFile file in checkpoint.Files)
                 {
