@@ -32,6 +32,7 @@ public sealed class MoeFeedForward
         _scaling = scaling;
         _hidden = weights.Router.Cols;
         _pool = pool;
+        _expertJob.Selected = new int[topK];
     }
 
     public int Experts => _weights.Experts.Length;
@@ -80,6 +81,11 @@ public sealed class MoeFeedForward
         }
 
         output[..(rows * _hidden)].Clear();
+        if (rows == 1)
+        {
+            ForwardOneRow(input, output, selected, weights, ws);
+            return;
+        }
         Span<float> gathered = ws.Floats("moe.in", rows * _hidden);
         Span<float> expertOut = ws.Floats("moe.out", rows * _hidden);
         for (int e = 0; e < experts; e++)
@@ -101,6 +107,62 @@ public sealed class MoeFeedForward
                 int pair = order[begin + j];
                 int row = pair / _topK;
                 VectorMath.MultiplyAdd(expertOut.Slice(j * _hidden, _hidden), weights[pair], output.Slice(row * _hidden, _hidden));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Decode (one row): each thread runs whole experts, so the k small expert products need one
+    /// dispatch instead of 3·k, and each thread streams its experts' weights back to back. Outputs
+    /// are summed afterwards in selection order, so the result does not depend on the threads.
+    /// </summary>
+    private void ForwardOneRow(ReadOnlySpan<float> input, Span<float> output, Span<int> selected, Span<float> weights, ForwardWorkspace ws)
+    {
+        MlpWeights first = _weights.Experts[selected[0]];
+        int width = first.Width;
+        _expertJob.Input = ws.FloatArray("moe.one.in", _hidden);
+        input[.._hidden].CopyTo(_expertJob.Input);
+        _expertJob.Gate = ws.FloatArray("moe.one.gate", _topK * width);
+        _expertJob.Up = ws.FloatArray("moe.one.up", _topK * width);
+        _expertJob.Out = ws.FloatArray("moe.one.out", _topK * _hidden);
+        selected[.._topK].CopyTo(_expertJob.Selected);
+        _expertJob.Width = width;
+        _expertJob.Hidden = _hidden;
+        _expertJob.Experts = _weights.Experts;
+        _expertJob.Pool = _pool;
+        _pool.Run(_expertJob, _topK, 1);
+        for (int k = 0; k < _topK; k++)
+        {
+            VectorMath.MultiplyAdd(_expertJob.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden]);
+        }
+    }
+
+    private readonly ExpertJob _expertJob = new();
+
+    private sealed class ExpertJob : IParallelJob
+    {
+        public float[] Input = [];
+        public float[] Gate = [];
+        public float[] Up = [];
+        public float[] Out = [];
+        public int[] Selected = [];
+        public int Width;
+        public int Hidden;
+        public MlpWeights[] Experts = [];
+        public WorkerPool Pool = WorkerPool.Shared;
+
+        public void Execute(int start, int end)
+        {
+            for (int k = start; k < end; k++)
+            {
+                MlpWeights e = Experts[Selected[k]];
+                Span<float> gate = Gate.AsSpan(k * Width, Width);
+                Span<float> up = Up.AsSpan(k * Width, Width);
+                // The pool is busy running this job, so these products run on this thread alone.
+                MatMul.Multiply(e.Gate, Input, gate, 1, Pool);
+                MatMul.Multiply(e.Up, Input, up, 1, Pool);
+                VectorMath.SwiGlu(gate, up);
+                MatMul.Multiply(e.Down, gate, Out.AsSpan(k * Hidden, Hidden), 1, Pool);
             }
         }
     }
