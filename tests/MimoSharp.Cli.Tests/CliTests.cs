@@ -5,18 +5,7 @@ namespace MimoSharp.Cli.Tests;
 
 public sealed class CliTests
 {
-    private static readonly string s_root = FindRoot();
-    private static string Fixture => Path.Combine(s_root, "testdata", "mimo-tiny-random");
-
-    private static string FindRoot()
-    {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "MimoSharp.slnx")))
-        {
-            dir = Path.GetDirectoryName(dir);
-        }
-        return dir ?? throw new InvalidOperationException("repository root not found");
-    }
+    private static string Fixture => TestPaths.TinyRandom;
 
     private static (int Code, string Out, string Err) Run(params string[] args)
     {
@@ -161,14 +150,9 @@ public sealed class TextCommandTests
     /// <summary>The golden fixture model with a byte-level tokenizer added beside it.</summary>
     private static readonly Lazy<string> s_fixture = new(() =>
     {
-        string root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "MimoSharp.slnx")))
-        {
-            root = Path.GetDirectoryName(root)!;
-        }
         string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-fixture-{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
-        foreach (string file in Directory.GetFiles(Path.Combine(root, "testdata", "mimo-tiny-random", "model")))
+        foreach (string file in Directory.GetFiles(TestPaths.TinyRandomModel))
         {
             File.Copy(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
         }
@@ -224,12 +208,7 @@ public sealed class TextCommandTests
     [Fact]
     public void PromptWithoutATokenizerIsAClearError()
     {
-        string root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "MimoSharp.slnx")))
-        {
-            root = Path.GetDirectoryName(root)!;
-        }
-        var (code, _, err) = Run("", "generate", "--model", Path.Combine(root, "testdata", "mimo-tiny-random", "model"), "--prompt", "hi");
+        var (code, _, err) = Run("", "generate", "--model", TestPaths.TinyRandomModel, "--prompt", "hi");
         Assert.Equal(1, code);
         Assert.Contains("no tokenizer.json", err);
     }
@@ -270,24 +249,10 @@ public sealed class TemplateCommandTests
     [Fact]
     public void RendersWithTheModelsTemplateLikeTheReferenceEngine()
     {
-        string root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "MimoSharp.slnx")))
-        {
-            root = Path.GetDirectoryName(root)!;
-        }
-        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-template-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        string source = Path.Combine(root, "testdata", "tokenizer", "qwen3");
-        using (var gz = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(source, "tokenizer.json.gz")), System.IO.Compression.CompressionMode.Decompress))
-        using (var target = File.Create(Path.Combine(dir, "tokenizer.json")))
-        {
-            gz.CopyTo(target);
-        }
-        File.Copy(Path.Combine(source, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
-
-        var cases = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(root, "testdata", "tokenizer", "qwen3-template-cases.json")))!["cases"]!.AsArray();
+        string dir = TestPaths.Qwen3TokenizerDirectory;
+        var cases = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "qwen3-template-cases.json")))!["cases"]!.AsArray();
         var golden = cases.First(c => c!["name"]!.GetValue<string>() == "system_and_user+no_thinking+prompt")!;
-        string messages = Path.Combine(dir, "messages.json");
+        string messages = Path.Combine(Path.GetTempPath(), $"mimosharp-messages-{Guid.NewGuid():N}.json");
         File.WriteAllText(messages, golden["variables"]!["messages"]!.ToJsonString());
 
         var output = new StringWriter();
@@ -296,7 +261,7 @@ public sealed class TemplateCommandTests
         Assert.True(code == 0, error.ToString());
         Assert.Equal(golden["rendered"]!.GetValue<string>(), output.ToString());
 
-        code = Program.Run(["template", "--model", dir, "--messages", Path.Combine(dir, "missing.json")], output, error);
+        code = Program.Run(["template", "--model", dir, "--messages", Path.Combine(dir, "no-such-messages.json")], output, error);
         Assert.Equal(1, code);
         Assert.Contains("file not found", error.ToString());
     }

@@ -6,7 +6,7 @@ namespace MimoSharp.Models.Tests;
 
 public sealed class ConfigTests
 {
-    private static string FixtureConfig => File.ReadAllText(Path.Combine(TestData.TinyRandomModel, "config.json"));
+    private static string FixtureConfig => File.ReadAllText(Path.Combine(TestPaths.TinyRandomModel, "config.json"));
 
     private static ModelConfigException Invalid(Action<JsonObject> edit)
     {

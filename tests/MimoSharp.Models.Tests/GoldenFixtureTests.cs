@@ -11,14 +11,14 @@ namespace MimoSharp.Models.Tests;
 /// </summary>
 public sealed class GoldenFixtureTests
 {
-    private static int[] Ids => Npy.Read(Path.Combine(TestData.TinyRandom, "ids.npy")).ToInt32s();
+    private static int[] Ids => Npy.Read(Path.Combine(TestPaths.TinyRandom, "ids.npy")).ToInt32s();
 
     [Fact]
     public void MainLogitsMatchReference()
     {
-        using var model = MimoModel.Load(TestData.TinyRandomModel);
+        using var model = MimoModel.Load(TestPaths.TinyRandomModel);
         int[] ids = Ids;
-        NpyArray expected = Npy.Read(Path.Combine(TestData.TinyRandom, "logits.npy"));
+        NpyArray expected = Npy.Read(Path.Combine(TestPaths.TinyRandom, "logits.npy"));
         Assert.Equal([ids.Length, model.VocabSize], expected.Shape);
 
         var logits = new float[ids.Length * model.VocabSize];
@@ -29,11 +29,11 @@ public sealed class GoldenFixtureTests
     [Fact]
     public void MtpLogitsMatchReference()
     {
-        using var model = MimoModel.Load(TestData.TinyRandomModel);
+        using var model = MimoModel.Load(TestPaths.TinyRandomModel);
         Assert.Equal(3, model.MtpHeads);
         int[] ids = Ids;
         int t = ids.Length, h = model.HiddenSize, v = model.VocabSize;
-        NpyArray expected = Npy.Read(Path.Combine(TestData.TinyRandom, "mtp_logits.npy"));
+        NpyArray expected = Npy.Read(Path.Combine(TestPaths.TinyRandom, "mtp_logits.npy"));
         Assert.Equal([3, t - 3, v], expected.Shape);
 
         SequenceKvCache cache = model.CreateCache();
@@ -53,10 +53,10 @@ public sealed class GoldenFixtureTests
     [Fact]
     public void GreedyContinuationMatchesCase()
     {
-        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestData.TinyRandom, "case.json")));
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.TinyRandom, "case.json")));
         int[] ids = doc.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         int[] greedy = doc.RootElement.GetProperty("greedy").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        using var model = MimoModel.Load(TestData.TinyRandomModel);
+        using var model = MimoModel.Load(TestPaths.TinyRandomModel);
         SequenceKvCache cache = model.CreateCache(reserve: 2);
         var logits = new float[model.VocabSize];
         model.Forward([new SequenceInput(cache, ids, LogitRows.Last)], default, logits);

@@ -6,24 +6,11 @@ namespace MimoSharp.Tokenization.Tests;
 /// <summary>The template interpreter against @huggingface/jinja on the Qwen3 template (tools/tokenizer-oracle/make_template_goldens.mjs).</summary>
 public sealed class ChatTemplateTests
 {
-    private static string Root
-    {
-        get
-        {
-            string dir = AppContext.BaseDirectory;
-            while (!File.Exists(Path.Combine(dir, "MimoSharp.slnx")))
-            {
-                dir = Path.GetDirectoryName(dir)!;
-            }
-            return dir;
-        }
-    }
-
     private static readonly Lazy<JsonArray> s_cases = new(() =>
-        JsonNode.Parse(File.ReadAllText(Path.Combine(Root, "testdata", "tokenizer", "qwen3-template-cases.json")))!["cases"]!.AsArray());
+        JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "qwen3-template-cases.json")))!["cases"]!.AsArray());
 
     private static readonly Lazy<ChatTemplate> s_qwen3 = new(() =>
-        ChatTemplate.Parse(JsonNode.Parse(File.ReadAllText(Path.Combine(Root, "testdata", "tokenizer", "qwen3", "tokenizer_config.json")))!["chat_template"]!.GetValue<string>()));
+        ChatTemplate.Parse(JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "qwen3", "tokenizer_config.json")))!["chat_template"]!.GetValue<string>()));
 
     public static TheoryData<int> Cases()
     {

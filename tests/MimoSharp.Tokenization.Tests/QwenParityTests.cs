@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Text.Json;
 
 namespace MimoSharp.Tokenization.Tests;
@@ -9,37 +8,12 @@ namespace MimoSharp.Tokenization.Tests;
 /// </summary>
 public sealed class QwenParityTests
 {
-    private static readonly Lazy<MimoTokenizer> s_tokenizer = new(() =>
-    {
-        string source = Path.Combine(Root, "testdata", "tokenizer", "qwen3");
-        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-qwen3-{Environment.ProcessId}");
-        Directory.CreateDirectory(dir);
-        using (var gz = new GZipStream(File.OpenRead(Path.Combine(source, "tokenizer.json.gz")), CompressionMode.Decompress))
-        using (var target = File.Create(Path.Combine(dir, "tokenizer.json")))
-        {
-            gz.CopyTo(target);
-        }
-        File.Copy(Path.Combine(source, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"), overwrite: true);
-        return MimoTokenizer.Load(dir);
-    });
-
-    private static string Root
-    {
-        get
-        {
-            string dir = AppContext.BaseDirectory;
-            while (!File.Exists(Path.Combine(dir, "MimoSharp.slnx")))
-            {
-                dir = Path.GetDirectoryName(dir)!;
-            }
-            return dir;
-        }
-    }
+    private static readonly Lazy<MimoTokenizer> s_tokenizer = new(() => MimoTokenizer.Load(TestPaths.Qwen3TokenizerDirectory));
 
     public static TheoryData<int> CaseIndices()
     {
         var data = new TheoryData<int>();
-        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "testdata", "tokenizer", "qwen3-parity.json")));
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "qwen3-parity.json")));
         for (int i = 0; i < doc.RootElement.GetProperty("cases").GetArrayLength(); i++)
         {
             data.Add(i);
@@ -51,7 +25,7 @@ public sealed class QwenParityTests
     [MemberData(nameof(CaseIndices))]
     public void IdsMatchTheIndependentImplementation(int index)
     {
-        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "testdata", "tokenizer", "qwen3-parity.json")));
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "qwen3-parity.json")));
         JsonElement item = doc.RootElement.GetProperty("cases")[index];
         string text = item.GetProperty("text").GetString()!;
         int[] expected = item.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
