@@ -15,6 +15,23 @@ public static class ByteLevelTokenizerWriter
 
     public static IReadOnlyList<string> ControlTokens { get; } = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>"];
 
+    /// <summary>
+    /// The tokenizer of <paramref name="directory"/>, or, when it has no tokenizer.json (random and
+    /// test models), a byte-level one for its vocabulary. <paramref name="fallback"/> says which.
+    /// </summary>
+    public static MimoTokenizer LoadOrByteLevel(string directory, int vocabSize, out bool fallback)
+    {
+        fallback = !MimoTokenizer.Exists(directory);
+        if (!fallback)
+        {
+            return MimoTokenizer.Load(directory);
+        }
+        string temp = Path.Combine(Path.GetTempPath(), $"mimosharp-bytes-{vocabSize}-{Environment.ProcessId}");
+        Directory.CreateDirectory(temp);
+        Write(temp, vocabSize);
+        return MimoTokenizer.Load(temp);
+    }
+
     public static void Write(string directory, int vocabSize)
     {
         int needed = 256 + ControlTokens.Count;

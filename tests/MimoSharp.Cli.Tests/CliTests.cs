@@ -206,11 +206,33 @@ public sealed class TextCommandTests
     }
 
     [Fact]
-    public void PromptWithoutATokenizerIsAClearError()
+    public void ChatAndTextGenerateRunOnTheFixtureAsShipped()
     {
-        var (code, _, err) = Run("", "generate", "--model", TestPaths.TinyRandomModel, "--prompt", "hi");
+        // The fixture has no tokenizer.json: text falls back to byte tokens (its vocabulary is 320).
+        var (code, output, err) = Run("hello\n/exit\n", "chat", "--model", TestPaths.TinyRandomModel, "--max-tokens", "4");
+        Assert.True(code == 0, err);
+        Assert.Contains("byte by byte", output);
+        Assert.Contains("tok/s)", output);
+        (code, output, err) = Run("", "generate", "--model", TestPaths.TinyRandomModel, "--prompt", "hi", "--max-tokens", "3", "--json");
+        Assert.True(code == 0, err);
+        Assert.Contains("\"text\"", output);
+    }
+
+    [Fact]
+    public void AVocabularyTooSmallForBytesIsAClearError()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-cli-smallvocab-{Guid.NewGuid():N}");
+        Assert.Equal(0, Run("", "create-random", "--output", dir, "--config", WriteConfig(dir)).Code);
+        var (code, _, err) = Run("", "generate", "--model", dir, "--prompt", "hi");
         Assert.Equal(1, code);
-        Assert.Contains("no tokenizer.json", err);
+        Assert.Contains("byte-level tokenizer needs", err);
+    }
+
+    private static string WriteConfig(string dir)
+    {
+        string path = dir + "-config.json";
+        File.WriteAllText(path, File.ReadAllText(Path.Combine(TestPaths.TinyRandomModel, "config.json")).Replace("\"vocab_size\": 320", "\"vocab_size\": 100"));
+        return path;
     }
 }
 

@@ -47,8 +47,12 @@ internal static class ChatCommand
             output.Flush();
             long start = Stopwatch.GetTimestamp();
             using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads) });
-            MimoTokenizer tokenizer = MimoTokenizer.Load(dir);
+            MimoTokenizer tokenizer = ByteLevelTokenizerWriter.LoadOrByteLevel(dir, m.VocabSize, out bool byteLevel);
             output.WriteLine($"ready in {Stopwatch.GetElapsedTime(start).TotalSeconds:F1} s ({m.Config.NumHiddenLayers} layers, {m.MtpHeads} MTP heads). /reset, /thinking on|off, /preset NAME, /exit");
+            if (byteLevel)
+            {
+                output.WriteLine("(no tokenizer.json in the model directory: text is spelt byte by byte, as for random test models)");
+            }
 
             var chatPrompt = new ChatPrompt(tokenizer);
             var generator = new Generator(m);

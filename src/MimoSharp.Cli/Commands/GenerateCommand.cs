@@ -50,7 +50,8 @@ internal static class GenerateCommand
             }
             string dir = parse.GetValue(model)!;
             using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window) });
-            MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? MimoTokenizer.Load(dir) : null;
+            // Without tokenizer.json (random and test models), text falls back to byte tokens.
+            MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? ByteLevelTokenizerWriter.LoadOrByteLevel(dir, m.VocabSize, out _) : null;
             if (text is not null && parse.GetValue(chat))
             {
                 text = new ChatPrompt(tokenizer!).Render([new ChatMessage("user", text)], parse.GetValue(thinking));
