@@ -1,13 +1,25 @@
+using System.Collections.ObjectModel;
+
 namespace MimoSharp.Runtime.Sampling;
 
 /// <summary>
-/// How the next token is chosen (OpenAI / vLLM semantics). Temperature 0 is greedy. Stages run in
-/// this order over the logits: repetition penalty (HF/CTRL, over prompt and output), presence and
-/// frequency penalties (OpenAI, over the output), logit bias, temperature, top-k, then softmax,
-/// top-p, min-p, and a seeded draw from what remains.
+/// How the next token is chosen, with llama.cpp / vLLM / Hugging Face semantics. Temperature 0 is greedy.
+/// <para>The stages run in this order (see <see cref="Sampler"/>):</para>
+/// <list type="number">
+/// <item>repetition penalty (HF / CTRL) over every token of prompt and output: a positive logit is divided by it, a negative one multiplied;</item>
+/// <item>presence and frequency penalties (OpenAI) over the output only: logit -= presence·[count &gt; 0] + frequency·count;</item>
+/// <item>logit bias, added;</item>
+/// <item>temperature: logits / T (T = 0 stops here and takes the argmax, first index on ties);</item>
+/// <item>top-k: logits below the k-th largest are dropped (ties with it stay);</item>
+/// <item>softmax, then top-p: the smallest most-likely set whose probability sums to ≥ p stays (at least one token; ties broken by lower id);</item>
+/// <item>min-p: tokens with probability &lt; min_p · p_max are dropped;</item>
+/// <item>renormalisation and a draw with the seeded generator.</item>
+/// </list>
 /// </summary>
 public sealed record SamplingOptions
 {
+    private readonly IReadOnlyDictionary<int, float>? _logitBias;
+
     public float Temperature { get; init; } = 1f;
     /// <summary>Keep the k most likely tokens; 0 keeps all.</summary>
     public int TopK { get; init; }
@@ -15,47 +27,68 @@ public sealed record SamplingOptions
     public float TopP { get; init; } = 1f;
     /// <summary>Drop tokens less likely than min_p times the most likely; 0 keeps all.</summary>
     public float MinP { get; init; }
-    /// <summary>&gt; 1 discourages tokens already in the prompt or output: positive logits are divided by it, negative multiplied.</summary>
+    /// <summary>&gt; 1 discourages tokens already in the prompt or output: positive logits are divided by it, negative multiplied; 1 is off.</summary>
     public float RepetitionPenalty { get; init; } = 1f;
     /// <summary>Subtracted once from the logit of every token the output already holds.</summary>
     public float PresencePenalty { get; init; }
     /// <summary>Subtracted per occurrence in the output.</summary>
     public float FrequencyPenalty { get; init; }
-    /// <summary>Added to the logits of the given token ids.</summary>
-    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
-    /// <summary>Seed of the random draws; null picks one from the clock.</summary>
+
+    /// <summary>Added to the logits of the given token ids; <see cref="float.NegativeInfinity"/> bans a token.</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias
+    {
+        get => _logitBias;
+        // A private copy: the record stays immutable even if the caller's dictionary changes later.
+        init => _logitBias = value is null ? null : new ReadOnlyDictionary<int, float>(new Dictionary<int, float>(value));
+    }
+
+    /// <summary>Seed of the random draws; null picks one at random (<see cref="Sampler.Seed"/> reports it).</summary>
     public ulong? Seed { get; init; }
     public int MaxTokens { get; init; } = 512;
 
     public bool IsGreedy => Temperature == 0f;
 
-    /// <summary>Throws with the offending option and its valid range.</summary>
-    public SamplingOptions Validate(int vocabSize)
+    /// <summary>Checks every option that does not depend on the vocabulary; throws naming the option and its valid range.</summary>
+    public SamplingOptions Validate()
     {
-        Check(float.IsFinite(Temperature) && Temperature >= 0, $"temperature must be >= 0, got {Temperature}");
-        Check(TopK >= 0, $"top_k must be >= 0 (0 disables it), got {TopK}");
-        Check(TopP > 0 && TopP <= 1, $"top_p must be in (0, 1], got {TopP}");
-        Check(MinP >= 0 && MinP <= 1, $"min_p must be in [0, 1], got {MinP}");
-        Check(float.IsFinite(RepetitionPenalty) && RepetitionPenalty > 0, $"repetition_penalty must be > 0, got {RepetitionPenalty}");
-        Check(PresencePenalty is >= -2 and <= 2, $"presence_penalty must be in [-2, 2], got {PresencePenalty}");
-        Check(FrequencyPenalty is >= -2 and <= 2, $"frequency_penalty must be in [-2, 2], got {FrequencyPenalty}");
-        Check(MaxTokens >= 0, $"max_tokens must be >= 0, got {MaxTokens}");
+        Check(float.IsFinite(Temperature) && Temperature >= 0, nameof(Temperature), $"temperature must be >= 0 (0 is greedy), got {Temperature}");
+        Check(TopK >= 0, nameof(TopK), $"top_k must be >= 0 (0 disables it), got {TopK}");
+        Check(TopP > 0 && TopP <= 1, nameof(TopP), $"top_p must be in (0, 1], got {TopP}");
+        Check(MinP >= 0 && MinP <= 1, nameof(MinP), $"min_p must be in [0, 1], got {MinP}");
+        Check(float.IsFinite(RepetitionPenalty) && RepetitionPenalty > 0, nameof(RepetitionPenalty), $"repetition_penalty must be > 0 (1 disables it), got {RepetitionPenalty}");
+        // OpenAI's documented range; NaN fails the pattern too.
+        Check(PresencePenalty is >= -2 and <= 2, nameof(PresencePenalty), $"presence_penalty must be in [-2, 2], got {PresencePenalty}");
+        Check(FrequencyPenalty is >= -2 and <= 2, nameof(FrequencyPenalty), $"frequency_penalty must be in [-2, 2], got {FrequencyPenalty}");
+        Check(MaxTokens >= 0, nameof(MaxTokens), $"max_tokens must be >= 0, got {MaxTokens}");
         if (LogitBias is not null)
         {
             foreach ((int token, float bias) in LogitBias)
             {
-                Check(token >= 0 && token < vocabSize, $"logit_bias names token {token}, outside the vocabulary [0, {vocabSize})");
-                Check(float.IsFinite(bias) || float.IsNegativeInfinity(bias), $"logit_bias for token {token} is {bias}");
+                Check(float.IsFinite(bias) || float.IsNegativeInfinity(bias), nameof(LogitBias), $"logit_bias for token {token} must be finite or -inf, got {bias}");
             }
         }
         return this;
     }
 
-    private static void Check(bool condition, string message)
+    /// <summary><see cref="Validate()"/>, and every logit_bias token inside [0, <paramref name="vocabSize"/>).</summary>
+    public SamplingOptions Validate(int vocabSize)
+    {
+        Validate();
+        if (LogitBias is not null)
+        {
+            foreach (int token in LogitBias.Keys)
+            {
+                Check(token >= 0 && token < vocabSize, nameof(LogitBias), $"logit_bias names token {token}, outside the vocabulary [0, {vocabSize})");
+            }
+        }
+        return this;
+    }
+
+    private static void Check(bool condition, string option, string message)
     {
         if (!condition)
         {
-            throw new ArgumentException(message);
+            throw new ArgumentException(message, option);
         }
     }
 }
