@@ -382,25 +382,27 @@ public sealed class Sampler : ITokenSampler
     /// <summary>Keeps the smallest most-likely set with cumulative probability ≥ p (at least one token; equal probabilities by lower id).</summary>
     private void KeepTopP(Span<float> probs, float p)
     {
-        // The nucleus lies inside {q ≥ t} once that set holds mass ≥ p: lower t by halves until it
-        // does, then sort only those candidates instead of the whole vocabulary.
-        float threshold = probs[VectorMath.ArgMax(probs)];
-        while (true)
+        // The nucleus lies inside {q ≥ t} once that set holds mass ≥ p. One pass sums the mass per binary
+        // exponent; the highest power of two whose set {q ≥ 2^e} reaches p is t, and only those candidates
+        // (at most twice as unlikely as the least likely token of the nucleus) are sorted, not the vocabulary.
+        Span<double> massByExponent = stackalloc double[256];
+        massByExponent.Clear();
+        foreach (float q in probs)
         {
-            double mass = 0;
-            foreach (float q in probs)
-            {
-                if (q >= threshold)
-                {
-                    mass += q;
-                }
-            }
-            if (mass >= p || threshold == 0f)
+            massByExponent[(int)(BitConverter.SingleToUInt32Bits(q) >> 23) & 0xFF] += q;
+        }
+        int exponent = 255;
+        double mass = 0;
+        for (; exponent > 0; exponent--)
+        {
+            mass += massByExponent[exponent];
+            if (mass >= p)
             {
                 break;
             }
-            threshold = threshold < 1e-30f ? 0f : threshold * 0.5f;
         }
+        // Biased exponent 0 (subnormals and zero) means every token with any probability is a candidate.
+        float threshold = exponent == 0 ? 0f : BitConverter.UInt32BitsToSingle((uint)exponent << 23);
         // For non-negative floats the bit pattern grows with the value, so ~bits in the high half and the
         // id in the low half sort (ascending, as plain integers) by descending probability, then ascending id.
         Span<ulong> keys = _topPKeys;

@@ -169,6 +169,26 @@ public sealed class SamplerStageTests
             Probabilities(new SamplingOptions { PresencePenalty = 0.5f, FrequencyPenalty = 0.25f }, [1, 1, 1, 1], history: [0, 1, 1, 2], promptLength: 1));
 
     [Fact]
+    public void PenaltiesDependOnlyOnTheHistoryOfTheCall()
+    {
+        // Speculative verification asks one sampler about several positions; nothing may carry over between calls.
+        var options = new SamplingOptions { RepetitionPenalty = 1.5f, PresencePenalty = 0.5f, FrequencyPenalty = 0.25f };
+        float[] logits = [1, -1, 2, 0.5f];
+        int[] longer = [3, 0, 1, 1, 2];
+        var sampler = new Sampler(options with { Seed = 1 }, 4, promptLength: 1);
+        var first = new float[4];
+        var again = new float[4];
+        sampler.ComputeProbabilities(logits, longer, first);
+        sampler.ComputeProbabilities(logits, longer, again);
+        Assert.Equal(first, again);
+
+        var shorter = new float[4];
+        sampler.ComputeProbabilities(logits, longer.AsSpan(0, 3), shorter);
+        Assert.Equal(Probabilities(options, logits, history: longer[..3], promptLength: 1), shorter);
+        Assert.NotEqual(first, shorter);
+    }
+
+    [Fact]
     public void RepetitionPenaltyCoversThePromptButPresenceDoesNot()
     {
         // Prompt [0, 1], no output yet: repetition 2 halves both logits, presence has nothing to count.
@@ -180,8 +200,8 @@ public sealed class SamplerStageTests
     [Fact]
     public void LogitBiasShiftsAndBans()
     {
-        // +ln 2 on token 2 doubles its weight: [1, 1, 2] / 4.
-        Distribution([0.25, 0.25, 0.5], Probabilities(new SamplingOptions { LogitBias = new Dictionary<int, float> { [2] = MathF.Log(2) } }, [0, 0, 0]));
+        // +ln 2 on token 2 doubles its weight: [e, e, 2e] / 4e. (The bias adds to the logit 1; it does not replace it.)
+        Distribution([0.25, 0.25, 0.5], Probabilities(new SamplingOptions { LogitBias = new Dictionary<int, float> { [2] = MathF.Log(2) } }, [1, 1, 1]));
         Distribution([0, 0.5, 0.5], Probabilities(new SamplingOptions { LogitBias = new Dictionary<int, float> { [0] = float.NegativeInfinity } }, [5, 0, 0]));
     }
 
