@@ -112,7 +112,7 @@ public sealed class MimoModel : IDisposable
     {
         get
         {
-            long bytes = _w.LmHead.BytesRead + _w.Embedding.Cols * DTypes.SizeOf(_w.Embedding.DType);
+            long bytes = _w.LmHead.BytesRead + _w.Embedding.RowStrideBytes;
             for (int i = 0; i < _attention.Length; i++)
             {
                 bytes += _attention[i].BytesRead + (_moe[i]?.BytesReadPerToken ?? _dense[i]!.BytesRead);

@@ -14,6 +14,8 @@ public enum DType
     I8,
     F64,
     Bool,
+    /// <summary>Q4_0 codes, two per byte (stored as U8 in safetensors; a weight-matrix format, not a tensor dtype).</summary>
+    Q4,
 }
 
 public static class DTypes
@@ -25,6 +27,7 @@ public static class DTypes
         DType.BF16 or DType.F16 => 2,
         DType.F8E4M3 or DType.U8 or DType.I8 or DType.Bool => 1,
         DType.I64 or DType.F64 => 8,
+        DType.Q4 => throw new ArgumentException("Q4 packs two codes per byte; use WeightMatrix.StrideOf", nameof(type)),
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown dtype"),
     };
 

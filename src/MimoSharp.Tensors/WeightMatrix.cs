@@ -6,9 +6,11 @@ namespace MimoSharp.Tensors;
 
 /// <summary>
 /// A weight matrix W [Rows, Cols], row-major as PyTorch stores a Linear weight ([out, in]), left in
-/// its stored format and read in place: F32, BF16, F16, or FP8 E4M3 with 2-D block scales
+/// its stored format and read in place: F32, BF16, F16, FP8 E4M3 with 2-D block scales
 /// (W[r, c] = fp8[r, c] * scale[r / BlockRows, c / BlockCols], the DeepSeek-V3 `weight_scale_inv`
-/// convention). FP8 stays one byte per weight; kernels dequantize in registers.
+/// convention), or the integer group formats `mimo quantize` writes: Q8_0 (I8 codes, one scale per
+/// 32 weights of a row) and Q4_0 (4-bit codes q in 0..15 meaning q - 8, two per byte, one scale per 32).
+/// Quantized weights stay in their bytes; kernels dequantize in registers.
 /// </summary>
 public sealed unsafe class WeightMatrix
 {
@@ -28,8 +30,14 @@ public sealed unsafe class WeightMatrix
     public int ScaleRows { get; }
     public int ScaleCols { get; }
 
+    /// <summary>Weights per scale in the integer group formats (Q8_0, Q4_0), as llama.cpp's Q8_0 and Q4_0.</summary>
+    public const int GroupSize = 32;
+
+    /// <summary>Bytes of one stored row: Q4_0 packs a group of 32 codes in 16 bytes (the last group padded).</summary>
+    public long RowStrideBytes { get; }
+
     /// <summary>Bytes of weight data (without scales).</summary>
-    public long DataBytes => (long)Rows * Cols * DTypes.SizeOf(DType);
+    public long DataBytes => Rows * RowStrideBytes;
 
     /// <summary>Bytes read by one full pass over the matrix, scales included.</summary>
     public long BytesRead => DataBytes + (_scales?.Length ?? 0) * sizeof(float);
@@ -41,13 +49,14 @@ public sealed unsafe class WeightMatrix
         {
             throw new ArgumentOutOfRangeException(nameof(rows), $"matrix shape [{rows}, {cols}] must be positive");
         }
-        storage.CheckRange(offset, (long)rows * cols * DTypes.SizeOf(dtype));
+        RowStrideBytes = StrideOf(dtype, cols);
+        storage.CheckRange(offset, rows * RowStrideBytes);
         _storage = storage;
         _offset = offset;
         DType = dtype;
         Rows = rows;
         Cols = cols;
-        if (dtype == DType.F8E4M3)
+        if (dtype is DType.F8E4M3 or DType.I8 or DType.Q4)
         {
             ArgumentNullException.ThrowIfNull(scales);
             BlockRows = blockRows;
@@ -57,21 +66,33 @@ public sealed unsafe class WeightMatrix
             if (scales.Length != ScaleRows * ScaleCols)
             {
                 throw new ArgumentException(
-                    $"FP8 matrix [{rows}, {cols}] with blocks [{blockRows}, {blockCols}] needs {ScaleRows}x{ScaleCols} scales, got {scales.Length}",
+                    $"{dtype} matrix [{rows}, {cols}] with blocks [{blockRows}, {blockCols}] needs {ScaleRows}x{ScaleCols} scales, got {scales.Length}",
                     nameof(scales));
             }
             _scales = scales;
-            _kernelScales = new float[scales.Length];
-            for (int i = 0; i < scales.Length; i++)
+            if (dtype == DType.F8E4M3)
             {
-                _kernelScales[i] = scales[i] * Fp8KernelScaleFactor;
+                _kernelScales = new float[scales.Length];
+                for (int i = 0; i < scales.Length; i++)
+                {
+                    _kernelScales[i] = scales[i] * Fp8KernelScaleFactor;
+                }
+            }
+            else
+            {
+                _kernelScales = scales;
             }
         }
         else if (dtype is not (DType.F32 or DType.BF16 or DType.F16))
         {
-            throw new NotSupportedException($"weight matrices cannot be stored as {dtype}; expected F32, BF16, F16 or F8_E4M3");
+            throw new NotSupportedException($"weight matrices cannot be stored as {dtype}; expected F32, BF16, F16, F8_E4M3, I8 (Q8_0) or Q4_0");
         }
     }
+
+    /// <summary>Bytes of one stored row of <paramref name="cols"/> weights.</summary>
+    public static long StrideOf(DType dtype, int cols) => dtype == DType.Q4
+        ? (long)(cols + GroupSize - 1) / GroupSize * (GroupSize / 2)
+        : (long)cols * DTypes.SizeOf(dtype);
 
     /// <summary>A matrix of F32, BF16 or F16 elements at <paramref name="offset"/> in <paramref name="storage"/>.</summary>
     public static WeightMatrix Dense(WeightStorage storage, long offset, DType dtype, int rows, int cols)
@@ -92,6 +113,15 @@ public sealed unsafe class WeightMatrix
         return new WeightMatrix(storage, offset, DType.F8E4M3, rows, cols, scales, blockRows, blockCols);
     }
 
+    /// <summary>A Q8_0 matrix: I8 codes [rows, cols] and one scale per 32 weights of a row, [rows, ceil(cols/32)].</summary>
+    public static WeightMatrix Q8(WeightStorage storage, long offset, int rows, int cols, float[] scales) =>
+        new(storage, offset, DType.I8, rows, cols, scales, 1, GroupSize);
+
+    /// <summary>A Q4_0 matrix: per row, ceil(cols/32) groups of 16 bytes (code j in the low nibble of byte j,
+    /// code j + 16 in its high nibble) and one scale per group, [rows, ceil(cols/32)].</summary>
+    public static WeightMatrix Q4(WeightStorage storage, long offset, int rows, int cols, float[] scales) =>
+        new(storage, offset, DType.Q4, rows, cols, scales, 1, GroupSize);
+
     /// <summary>Wraps a managed float matrix [rows, cols] (copied into native memory).</summary>
     public static WeightMatrix FromFloats(ReadOnlySpan<float> values, int rows, int cols)
     {
@@ -103,10 +133,10 @@ public sealed unsafe class WeightMatrix
         return Dense(buffer, 0, DType.F32, rows, cols);
     }
 
-    /// <summary>The block scales (FP8 only), [ScaleRows, ScaleCols].</summary>
+    /// <summary>The block scales (FP8, Q8_0, Q4_0), [ScaleRows, ScaleCols].</summary>
     public ReadOnlySpan<float> Scales => _scales;
 
-    internal byte* RowPointer(int row) => _storage.Pointer + _offset + (long)row * Cols * DTypes.SizeOf(DType);
+    internal byte* RowPointer(int row) => _storage.Pointer + _offset + row * RowStrideBytes;
 
     /// <summary>Kernel scales of the block row holding <paramref name="row"/> (scale * 2^20), [ScaleCols].</summary>
     internal float* KernelScaleRow(int row, float* scalesBase) => scalesBase + (row / BlockRows) * ScaleCols;
@@ -118,7 +148,7 @@ public sealed unsafe class WeightMatrix
     {
         ArgumentOutOfRangeException.ThrowIfNegative(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Rows);
-        return new ReadOnlySpan<byte>(RowPointer(row), Cols * DTypes.SizeOf(DType));
+        return new ReadOnlySpan<byte>(RowPointer(row), (int)RowStrideBytes);
     }
 
     /// <summary>Writes row <paramref name="row"/> as float32 values (scales applied) into <paramref name="destination"/> [Cols].</summary>
@@ -166,6 +196,27 @@ public sealed unsafe class WeightMatrix
                         {
                             dst[c] = table[src[c]] * scale;
                         }
+                    }
+                    break;
+                }
+            case DType.I8:
+                {
+                    int scaleRow = row * ScaleCols;
+                    for (int c = 0; c < Cols; c++)
+                    {
+                        dst[c] = (sbyte)src[c] * _scales![scaleRow + c / GroupSize];
+                    }
+                    break;
+                }
+            case DType.Q4:
+                {
+                    int scaleRow = row * ScaleCols;
+                    for (int c = 0; c < Cols; c++)
+                    {
+                        int g = c / GroupSize, j = c % GroupSize;
+                        byte packed = src[g * (GroupSize / 2) + (j & (GroupSize / 2 - 1))];
+                        int code = j < GroupSize / 2 ? packed & 0xF : packed >> 4;
+                        dst[c] = (code - 8) * _scales![scaleRow + g];
                     }
                     break;
                 }

@@ -90,6 +90,10 @@ public sealed class CoreKernelTests
                         DType.F32 => BinaryPrimitives.ReadSingleLittleEndian(row[(4 * c)..]),
                         DType.BF16 => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(row[(2 * c)..]) << 16),
                         DType.F16 => (double)BinaryPrimitives.ReadHalfLittleEndian(row[(2 * c)..]),
+                        // Q8_0: a signed byte per weight; Q4_0: group g's 16 bytes hold code j (low nibble) and j + 16 (high).
+                        DType.I8 => (sbyte)row[c] * (double)w.Scales[r * w.ScaleCols + c / 32],
+                        DType.Q4 => (((c % 32) < 16 ? row[(c / 32) * 16 + c % 32] & 15 : row[(c / 32) * 16 + c % 32 - 16] >> 4) - 8)
+                            * (double)w.Scales[r * w.ScaleCols + c / 32],
                         _ => Formula(row[c]) * w.Scales[(r / w.BlockRows) * w.ScaleCols + c / w.BlockCols],
                     };
                     sum += value * x[t * w.Cols + c];
@@ -103,6 +107,15 @@ public sealed class CoreKernelTests
 
     private static WeightMatrix RandomMatrix(DType dtype, int rows, int cols, int block, Random random)
     {
+        if (dtype is DType.I8 or DType.Q4)
+        {
+            // Arbitrary codes (every byte value, both nibbles) and scales, not only what the quantizer would produce.
+            var codes = new NativeBuffer(rows * WeightMatrix.StrideOf(dtype, cols));
+            random.NextBytes(codes.AsSpan());
+            int groups = (cols + 31) / 32;
+            float[] groupScales = Enumerable.Range(0, rows * groups).Select(_ => (float)((random.NextDouble() - 0.3) * 0.02)).ToArray();
+            return dtype == DType.I8 ? WeightMatrix.Q8(codes, 0, rows, cols, groupScales) : WeightMatrix.Q4(codes, 0, rows, cols, groupScales);
+        }
         int size = DTypes.SizeOf(dtype);
         var buffer = new NativeBuffer((long)rows * cols * size);
         Span<byte> bytes = buffer.AsSpan();
@@ -129,7 +142,7 @@ public sealed class CoreKernelTests
     public static TheoryData<string, int> Cases()
     {
         var data = new TheoryData<string, int>();
-        foreach (DType d in new[] { DType.F8E4M3, DType.BF16, DType.F16, DType.F32 })
+        foreach (DType d in new[] { DType.F8E4M3, DType.BF16, DType.F16, DType.F32, DType.I8, DType.Q4 })
         {
             foreach (int n in new[] { 1, 2, 5, 13 })
             {
@@ -152,7 +165,7 @@ public sealed class CoreKernelTests
             foreach (KernelIsa isa in Enum.GetValues<KernelIsa>().Where(i => i <= MatMul.DetectIsa()))
             {
                 MatMul.Isa = isa;
-                foreach ((int rows, int cols, int block) in new[] { (1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32) })
+                foreach ((int rows, int cols, int block) in new[] { (1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32), (8, 1024, 128), (6, 161, 32) })
                 {
                     WeightMatrix w = RandomMatrix(dtype, rows, cols, block, random);
                     float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();

@@ -11,6 +11,7 @@ internal static class CommandCatalog
         yield return LogitsCommand.Create(output);
         yield return GenerateCommand.Create(output);
         yield return CreateRandomCommand.Create(output);
+        yield return QuantizeCommand.Create(output);
         yield return BenchCommand.Create(output);
         yield return ChatCommand.Create(output, input);
         yield return TokenizeCommand.Create(output);

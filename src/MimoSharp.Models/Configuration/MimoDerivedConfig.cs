@@ -1,3 +1,4 @@
+using MimoSharp.Tensors;
 namespace MimoSharp.Models.Configuration;
 
 /// <summary>The geometry of one attention type (global, sliding, or an MTP head).</summary>
@@ -196,11 +197,23 @@ public sealed record MimoDerivedConfig
         }
 
         (int, int)? block = null;
-        if (c.QuantizationConfig is { } q)
+        if (c.QuantizationConfig is { QuantMethod: QuantizationConfig.GroupMethod } gq)
+        {
+            // Written by `mimo quantize`: the tensors' dtypes say which matrices are Q8_0 / Q4_0.
+            if (gq.Format is not (QuantizationConfig.Q8Format or QuantizationConfig.Q4Format))
+            {
+                throw Fail($"\"quantization_config.fmt\" is \"{gq.Format}\"; expected \"{QuantizationConfig.Q8Format}\" or \"{QuantizationConfig.Q4Format}\" for quant_method \"{QuantizationConfig.GroupMethod}\"");
+            }
+            if (gq.GroupSize is not null and not WeightMatrix.GroupSize)
+            {
+                throw Fail($"\"quantization_config.group_size\" is {gq.GroupSize}; only {WeightMatrix.GroupSize} is supported");
+            }
+        }
+        else if (c.QuantizationConfig is { } q)
         {
             if (q.QuantMethod is not null and not "fp8")
             {
-                throw Fail($"\"quantization_config.quant_method\" is \"{q.QuantMethod}\"; expected \"fp8\"");
+                throw Fail($"\"quantization_config.quant_method\" is \"{q.QuantMethod}\"; expected \"fp8\" or \"{QuantizationConfig.GroupMethod}\"");
             }
             if (q.Format is not null and not "e4m3")
             {

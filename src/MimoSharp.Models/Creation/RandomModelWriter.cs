@@ -60,40 +60,7 @@ public static class RandomModelWriter
             }
         }
 
-        if (options.MaxShardBytes is not long maxShard)
-        {
-            SafetensorsWriter.Write(Path.Combine(directory, Checkpoint.SingleFileName), tensors);
-            return;
-        }
-        var shards = new List<List<TensorToWrite>> { new() };
-        long shardBytes = 0;
-        for (int i = 0; i < tensors.Count; i++)
-        {
-            bool withScales = i + 1 < tensors.Count && tensors[i + 1].Name == tensors[i].Name + "_scale_inv";
-            long bytes = tensors[i].ByteLength + (withScales ? tensors[i + 1].ByteLength : 0);
-            if (shardBytes > 0 && shardBytes + bytes > maxShard)
-            {
-                shards.Add([]);
-                shardBytes = 0;
-            }
-            shards[^1].Add(tensors[i]);
-            if (withScales)
-            {
-                shards[^1].Add(tensors[++i]);
-            }
-            shardBytes += bytes;
-        }
-        var weightMap = new Dictionary<string, string>();
-        for (int s = 0; s < shards.Count; s++)
-        {
-            string file = $"model-{s + 1:D5}-of-{shards.Count:D5}.safetensors";
-            SafetensorsWriter.Write(Path.Combine(directory, file), shards[s]);
-            foreach (TensorToWrite t in shards[s])
-            {
-                weightMap[t.Name] = file;
-            }
-        }
-        SafetensorsWriter.WriteIndex(Path.Combine(directory, Checkpoint.IndexFileName), weightMap, tensors.Sum(t => t.ByteLength));
+        CheckpointWriter.Write(directory, tensors, options.MaxShardBytes);
     }
 
     private static (float Mean, float Std) Init(TensorSpec spec) => spec.Role switch

@@ -203,6 +203,10 @@ public sealed class Checkpoint : IDisposable
     public WeightMatrix ReadMatrix(string prefix, int rows, int cols, (int Rows, int Cols)? configBlock)
     {
         TensorEntry entry = Get(prefix + ".weight");
+        if (entry.DType is DType.I8 or DType.U8)
+        {
+            return ReadGroupQuantized(entry, prefix, rows, cols);
+        }
         CheckShape(entry, [rows, cols]);
         switch (entry.DType)
         {
@@ -227,8 +231,37 @@ public sealed class Checkpoint : IDisposable
                     return WeightMatrix.Fp8(entry.File.Storage, entry.DataOffset, rows, cols, scales, blockRows, blockCols);
                 }
             default:
-                throw new CheckpointException($"{entry.File.Path}: tensor \"{entry.Name}\" is {DTypes.ToSafetensorsName(entry.DType)}; expected F32, BF16, F16 or F8_E4M3");
+                throw new CheckpointException($"{entry.File.Path}: tensor \"{entry.Name}\" is {DTypes.ToSafetensorsName(entry.DType)}; expected F32, BF16, F16, F8_E4M3, I8 (Q8_0) or U8 (Q4_0)");
         }
+    }
+
+    /// <summary>
+    /// The group formats of `mimo quantize`: I8 [rows, cols] is Q8_0, U8 [rows, ceil(cols/32) · 16] is Q4_0
+    /// (two codes per byte); either needs the F32 sibling "<paramref name="prefix"/>.weight_scale" [rows, ceil(cols/32)].
+    /// </summary>
+    private WeightMatrix ReadGroupQuantized(TensorEntry entry, string prefix, int rows, int cols)
+    {
+        bool q4 = entry.DType == DType.U8;
+        int groups = GroupQuantizer.GroupsPerRow(cols);
+        CheckShape(entry, q4 ? [rows, groups * (WeightMatrix.GroupSize / 2)] : [rows, cols]);
+        string scaleName = prefix + ".weight_scale";
+        if (!_tensors.TryGetValue(scaleName, out TensorEntry? scaleEntry))
+        {
+            throw new CheckpointException(
+                $"{entry.File.Path}: tensor \"{entry.Name}\" is {DTypes.ToSafetensorsName(entry.DType)} ({(q4 ? "Q4_0" : "Q8_0")}) but its group scales \"{scaleName}\" are missing");
+        }
+        CheckShape(scaleEntry, [rows, groups]);
+        float[] scales = ToFloats(scaleEntry);
+        for (int i = 0; i < scales.Length; i++)
+        {
+            if (!float.IsFinite(scales[i]))
+            {
+                throw new CheckpointException($"{scaleEntry.File.Path}: tensor \"{scaleName}\" holds {scales[i]} at [{i / groups}, {i % groups}]; scales must be finite");
+            }
+        }
+        return q4
+            ? WeightMatrix.Q4(entry.File.Storage, entry.DataOffset, rows, cols, scales)
+            : WeightMatrix.Q8(entry.File.Storage, entry.DataOffset, rows, cols, scales);
     }
 
     private static int BlockSize(int length, long scaleCount, int? configBlock, TensorEntry scaleEntry, string axis)

@@ -83,7 +83,7 @@ public static unsafe class MatMul
             job.N = n;
             job.Scales = scales;
             job.Isa = s_isa;
-            job.Fused = n == 1 && s_isa != KernelIsa.Scalar && weight.DType is DType.F8E4M3 or DType.BF16;
+            job.Fused = n == 1 && s_isa != KernelIsa.Scalar && weight.DType is DType.F8E4M3 or DType.BF16 or DType.I8 or DType.Q4;
             job.FusedMulti = n > 1 && n <= MaxFusedTokens && s_isa == KernelIsa.Vector512 && weight.DType is DType.F8E4M3 or DType.BF16;
             float* prescaled = null;
             if ((job.Fused || job.FusedMulti) && weight.DType == DType.F8E4M3)
@@ -160,21 +160,32 @@ public static unsafe class MatMul
             {
                 for (; r + RowGroup <= rowEnd; r += RowGroup)
                 {
-                    if (w.DType == DType.F8E4M3)
+                    switch (w.DType)
                     {
-                        Fp8Rows4V512(w, r, XPrescaled, Scales, Y + r);
-                    }
-                    else
-                    {
-                        Bf16Rows4V512((ushort*)w.RowPointer(r), cols, X, Y + r);
+                        case DType.F8E4M3:
+                            Fp8Rows4V512(w, r, XPrescaled, Scales, Y + r);
+                            break;
+                        case DType.I8:
+                            Q8Rows4V512(w, r, X, Scales, Y + r);
+                            break;
+                        case DType.Q4:
+                            Q4Rows4V512(w, r, X, Scales, Y + r);
+                            break;
+                        default:
+                            Bf16Rows4V512((ushort*)w.RowPointer(r), cols, X, Y + r);
+                            break;
                     }
                 }
             }
             for (; r < rowEnd; r++)
             {
-                Y[r] = w.DType == DType.F8E4M3
-                    ? Fp8RowV256(w.RowPointer(r), cols, w.BlockCols, XPrescaled, w.KernelScaleRow(r, Scales))
-                    : Bf16RowV256((ushort*)w.RowPointer(r), cols, X);
+                Y[r] = w.DType switch
+                {
+                    DType.F8E4M3 => Fp8RowV256(w.RowPointer(r), cols, w.BlockCols, XPrescaled, w.KernelScaleRow(r, Scales)),
+                    DType.I8 => Q8RowV256((sbyte*)w.RowPointer(r), cols, X, w.KernelScaleRow(r, Scales)),
+                    DType.Q4 => Q4RowV256(w.RowPointer(r), cols, X, w.KernelScaleRow(r, Scales)),
+                    _ => Bf16RowV256((ushort*)w.RowPointer(r), cols, X),
+                };
             }
         }
 
@@ -288,15 +299,35 @@ public static unsafe class MatMul
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
+            // Two accumulators per row (eight chains) so the FMA latency is hidden behind independent work.
             var b0 = Vector512<float>.Zero;
             var b1 = Vector512<float>.Zero;
             var b2 = Vector512<float>.Zero;
             var b3 = Vector512<float>.Zero;
+            var e0 = Vector512<float>.Zero;
+            var e1 = Vector512<float>.Zero;
+            var e2 = Vector512<float>.Zero;
+            var e3 = Vector512<float>.Zero;
             int c = start;
-            for (; c + 16 <= end; c += 16)
+            for (; c + 32 <= end; c += 32)
             {
                 // The next row group follows these four rows in memory (4 · cols bytes): fetch one line
                 // of it per 64 bytes consumed, so it is in cache when we get there, page boundaries included.
+                Sse.Prefetch0(p0 + 4 * cols + 4 * c);
+                Sse.Prefetch0(p0 + 4 * cols + 4 * c + 64);
+                var xv = Vector512.Load(xs + c);
+                var xw = Vector512.Load(xs + c + 16);
+                b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
+                b1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c), xv, b1);
+                b2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c), xv, b2);
+                b3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c), xv, b3);
+                e0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c + 16), xw, e0);
+                e1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c + 16), xw, e1);
+                e2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c + 16), xw, e2);
+                e3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c + 16), xw, e3);
+            }
+            for (; c + 16 <= end; c += 16)
+            {
                 Sse.Prefetch0(p0 + 4 * cols + 4 * c);
                 var xv = Vector512.Load(xs + c);
                 b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
@@ -304,6 +335,10 @@ public static unsafe class MatMul
                 b2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c), xv, b2);
                 b3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c), xv, b3);
             }
+            b0 += e0;
+            b1 += e1;
+            b2 += e2;
+            b3 += e3;
             if (c < end)
             {
                 float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
@@ -406,6 +441,168 @@ public static unsafe class MatMul
         {
             y[(long)t * rows + r] = Vector512.Sum(total[t]) + tail[t];
         }
+    }
+
+    private const int Group = WeightMatrix.GroupSize;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q8V512(sbyte* p) =>
+        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
+
+    /// <summary>Four Q8_0 rows r..r+3 against x: y[0..3]. Per group of 32: two 16-wide products per row, then one scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q8Rows4V512(WeightMatrix w, int r, float* x, float* scales, float* y)
+    {
+        int cols = w.Cols, groups = w.ScaleCols;
+        sbyte* p0 = (sbyte*)w.RowPointer(r);
+        sbyte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        var acc2 = Vector512<float>.Zero;
+        var acc3 = Vector512<float>.Zero;
+        int g = 0, c = 0;
+        for (; c + Group <= cols; g++, c += Group)
+        {
+            Sse.Prefetch0(p0 + 4 * cols + 4 * c);
+            Sse.Prefetch0(p0 + 4 * cols + 4 * c + 64);
+            var xa = Vector512.Load(x + c);
+            var xb = Vector512.Load(x + c + 16);
+            var g0 = Vector512.FusedMultiplyAdd(Q8V512(p0 + c + 16), xb, Q8V512(p0 + c) * xa);
+            var g1 = Vector512.FusedMultiplyAdd(Q8V512(p1 + c + 16), xb, Q8V512(p1 + c) * xa);
+            var g2 = Vector512.FusedMultiplyAdd(Q8V512(p2 + c + 16), xb, Q8V512(p2 + c) * xa);
+            var g3 = Vector512.FusedMultiplyAdd(Q8V512(p3 + c + 16), xb, Q8V512(p3 + c) * xa);
+            acc0 = Vector512.FusedMultiplyAdd(g0, Vector512.Create(s0[g]), acc0);
+            acc1 = Vector512.FusedMultiplyAdd(g1, Vector512.Create(s1[g]), acc1);
+            acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
+            acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
+        }
+        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (; c < cols; c++)
+        {
+            float xc = x[c];
+            t0 += p0[c] * xc;
+            t1 += p1[c] * xc;
+            t2 += p2[c] * xc;
+            t3 += p3[c] * xc;
+        }
+        y[0] = Vector512.Sum(acc0) + t0 * s0[g < groups ? g : 0];
+        y[1] = Vector512.Sum(acc1) + t1 * s1[g < groups ? g : 0];
+        y[2] = Vector512.Sum(acc2) + t2 * s2[g < groups ? g : 0];
+        y[3] = Vector512.Sum(acc3) + t3 * s3[g < groups ? g : 0];
+    }
+
+    /// <summary>One Q8_0 row against x (Vector256, scalar tail).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Q8RowV256(sbyte* p, int cols, float* x, float* s)
+    {
+        var acc = Vector256<float>.Zero;
+        int g = 0, c = 0;
+        for (; c + Group <= cols; g++, c += Group)
+        {
+            var sum = Vector256<float>.Zero;
+            for (int k = 0; k < Group; k += 8)
+            {
+                var wv = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p + c + k));
+                sum = Vector256.FusedMultiplyAdd(wv, Vector256.Load(x + c + k), sum);
+            }
+            acc = Vector256.FusedMultiplyAdd(sum, Vector256.Create(s[g]), acc);
+        }
+        float tail = 0;
+        for (; c < cols; c++)
+        {
+            tail += p[c] * x[c];
+        }
+        return Vector256.Sum(acc) + (tail == 0 ? 0 : tail * s[g]);
+    }
+
+    /// <summary>
+    /// Four Q4_0 rows r..r+3 against x: y[0..3]. A group's 16 bytes widen to 16 int32 lanes; the low
+    /// nibbles are codes 0..15 of the group and the high nibbles codes 16..31. Codes are used as 0..15 and
+    /// the offset of 8 is taken off once per group: Σ (q - 8) x = Σ q x - 8 Σ x.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4Rows4V512(WeightMatrix w, int r, float* x, float* scales, float* y)
+    {
+        int cols = w.Cols, groups = w.ScaleCols;
+        long stride = w.RowStrideBytes;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        var acc2 = Vector512<float>.Zero;
+        var acc3 = Vector512<float>.Zero;
+        var low = Vector512.Create(15);
+        var eight = Vector512.Create(8f);
+        int g = 0;
+        for (; (g + 1) * Group <= cols; g++)
+        {
+            int c = g * Group;
+            Sse.Prefetch0(p0 + 4 * stride + 64 * g);
+            var xa = Vector512.Load(x + c);
+            var xb = Vector512.Load(x + c + 16);
+            // Σ (q - 8) x over the group, per lane: q_lo · xa + q_hi · xb - 8 (xa + xb).
+            var offset = (xa + xb) * eight;
+            var v0 = Avx512F.ConvertToVector512Int32(Vector128.Load(p0 + 16 * g));
+            var v1 = Avx512F.ConvertToVector512Int32(Vector128.Load(p1 + 16 * g));
+            var v2 = Avx512F.ConvertToVector512Int32(Vector128.Load(p2 + 16 * g));
+            var v3 = Avx512F.ConvertToVector512Int32(Vector128.Load(p3 + 16 * g));
+            var g0 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v0, 4)), xb,
+                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v0 & low), xa, -offset));
+            var g1 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v1, 4)), xb,
+                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v1 & low), xa, -offset));
+            var g2 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v2, 4)), xb,
+                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v2 & low), xa, -offset));
+            var g3 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v3, 4)), xb,
+                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v3 & low), xa, -offset));
+            acc0 = Vector512.FusedMultiplyAdd(g0, Vector512.Create(s0[g]), acc0);
+            acc1 = Vector512.FusedMultiplyAdd(g1, Vector512.Create(s1[g]), acc1);
+            acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
+            acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
+        }
+        y[0] = Vector512.Sum(acc0) + Q4TailScalar(p0, g, cols, x, s0);
+        y[1] = Vector512.Sum(acc1) + Q4TailScalar(p1, g, cols, x, s1);
+        y[2] = Vector512.Sum(acc2) + Q4TailScalar(p2, g, cols, x, s2);
+        y[3] = Vector512.Sum(acc3) + Q4TailScalar(p3, g, cols, x, s3);
+    }
+
+    /// <summary>One Q4_0 row against x (Vector256): 8 bytes give codes j..j+7 (low nibbles) and j+16..j+23 (high).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Q4RowV256(byte* p, int cols, float* x, float* s)
+    {
+        var acc = Vector256<float>.Zero;
+        var low = Vector256.Create(15);
+        var eight = Vector256.Create(8f);
+        int g = 0;
+        for (; (g + 1) * Group <= cols; g++)
+        {
+            var sum = Vector256<float>.Zero;
+            for (int j = 0; j < Group / 2; j += 8)
+            {
+                var v = Avx2.ConvertToVector256Int32(p + 16 * g + j);
+                var xa = Vector256.Load(x + g * Group + j);
+                var xb = Vector256.Load(x + g * Group + j + 16);
+                sum = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(v & low), xa, sum);
+                sum = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(Vector256.ShiftRightLogical(v, 4)), xb, sum);
+                sum -= (xa + xb) * eight;
+            }
+            acc = Vector256.FusedMultiplyAdd(sum, Vector256.Create(s[g]), acc);
+        }
+        return Vector256.Sum(acc) + Q4TailScalar(p, g, cols, x, s);
+    }
+
+    /// <summary>The ragged last group of a Q4_0 row (fewer than 32 columns from group <paramref name="g"/>), if any.</summary>
+    private static float Q4TailScalar(byte* p, int g, int cols, float* x, float* s)
+    {
+        float sum = 0;
+        for (int c = g * Group; c < cols; c++)
+        {
+            int j = c - g * Group;
+            int code = j < Group / 2 ? p[16 * g + j] & 0xF : p[16 * g + j - Group / 2] >> 4;
+            sum += (code - 8) * x[c];
+        }
+        return sum == 0 ? 0 : sum * s[g];
     }
 
     /// <summary>One BF16 row against n (≤ 8) token vectors x [n, cols]: y[t, r] for every t.</summary>
