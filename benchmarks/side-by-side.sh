@@ -22,7 +22,7 @@ MIMO="$REPO/src/MimoSharp.Cli/bin/Release/net10.0/mimo"
 
 if [ ! -f "$WORK/mimo2-q8_0.gguf" ]; then
   PYTHONPATH=/tmp/llama.cpp/gguf-py /usr/bin/python3 "$HERE/peer/config_to_gguf.py" "$WORK/small/config.json" "$WORK/mimo2-f32.gguf"
-  /tmp/llama.cpp/build/bin/llama-quantize "$WORK/mimo2-f32.gguf" "$WORK/mimo2-q8_0.gguf" Q8_0 > /dev/null
+  /tmp/llama.cpp/build/bin/llama-quantize "$WORK/mimo2-f32.gguf" "$WORK/mimo2-q8_0.gguf" Q8_0 > "$WORK/quantize.log" 2>&1
   rm -f "$WORK/mimo2-f32.gguf"
 fi
 cat "$WORK/mimo2-q8_0.gguf" > /dev/null   # page it in, as mimo prefaults its weights

@@ -9,6 +9,19 @@ public sealed record ModelLoadOptions
     public SlidingWindowConvention WindowConvention { get; init; } = SlidingWindowConvention.HuggingFace;
     /// <summary>Threads of the kernels' pool; null uses one per core.</summary>
     public int? Threads { get; init; }
+    /// <summary>How the weights are held: read into memory, or mapped from the files; Auto reads them when the checkpoint fits in half the memory.</summary>
+    public WeightResidency Residency { get; init; } = WeightResidency.Auto;
     /// <summary>Map every weight page at load (see <see cref="Tensors.Storage.MappedFile.Prefault"/>), instead of faulting them in during the first tokens; skipped for checkpoints over half the memory.</summary>
     public bool Prefault { get; init; } = true;
+}
+
+/// <summary>Where a model's weights live while it runs.</summary>
+public enum WeightResidency
+{
+    /// <summary>Read into memory when the checkpoint fits in half the available memory; mapped otherwise.</summary>
+    Auto,
+    /// <summary>Read into private (huge-page) memory: fastest decode; costs the checkpoint's size in resident memory and a read at load.</summary>
+    Read,
+    /// <summary>Memory-mapped from the files: pages come from the page cache on demand, so checkpoints larger than memory still run.</summary>
+    Map,
 }

@@ -67,6 +67,31 @@ public sealed class CliTests
         Assert.Equal(4, result.RootElement.GetProperty("ids").GetArrayLength());
     }
 
+    [Theory]
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void QuantizeWritesACheckpointThatGenerates(string type)
+    {
+        string source = Temp("quantize-source"), target = Path.Combine(Temp("quantize"), type);
+        Assert.Equal(0, Run("create-random", "--output", source, "--preset", "tiny").Code);
+        var (code, output, err) = Run("quantize", "--model", source, "--output", target, "--type", type);
+        Assert.True(code == 0, err);
+        Assert.Contains("tensors quantized", output);
+        Assert.True(File.Exists(Path.Combine(target, "tokenizer.json")), "the tokenizer is copied along");
+        (code, output, err) = Run("generate", "--model", target, "--prompt", "hi", "--max-tokens", "3", "--json");
+        Assert.True(code == 0, err);
+        Assert.Equal(3, JsonDocument.Parse(output).RootElement.GetProperty("generated_tokens").GetInt32());
+    }
+
+    [Fact]
+    public void QuantizeRefusesAnUnknownType()
+    {
+        var (code, _, err) = Run("quantize", "--model", Path.Combine(Fixture, "model"), "--output", Temp("q"), "--type", "q2_k");
+        Assert.NotEqual(0, code);
+        Assert.Contains("q2_k", err);
+        Assert.Contains("q8_0 or q4_0", err);
+    }
+
     [Fact]
     public void InspectOnTheFlashConfigAloneReportsItsSize()
     {

@@ -113,9 +113,9 @@ public sealed class CheckpointLoadingTests
     }
 
     /// <summary>Rewrites one entry of a single-file checkpoint's header (same length, space padded).</summary>
-    private static string EditHeader(Func<string, string> edit)
+    private static string EditHeader(Func<string, string> edit, string? source = null)
     {
-        string dir = Copy(Single());
+        string dir = Copy(source ?? Single());
         string path = Path.Combine(dir, Checkpoint.SingleFileName);
         byte[] bytes = File.ReadAllBytes(path);
         int length = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);

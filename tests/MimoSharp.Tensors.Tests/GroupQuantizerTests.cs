@@ -141,3 +141,37 @@ public sealed class GroupQuantizerTests
         Assert.Throws<ArgumentException>(() => WeightMatrix.Q8(q8, 0, rows, cols, new float[rows * groups - 1]));
     }
 }
+
+/// <summary>Files read into private memory hold exactly the file's bytes.</summary>
+public sealed class LoadedFileTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4096)]
+    [InlineData((9 << 20) + 123)] // more than one 8 MiB read chunk, ragged
+    public void ReadsTheWholeFile(int length)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"mimosharp-loaded-{Environment.ProcessId}-{length}.bin");
+        var bytes = new byte[length];
+        new Random(length).NextBytes(bytes);
+        File.WriteAllBytes(path, bytes);
+        try
+        {
+            using var pool = new Threading.WorkerPool(3);
+            using var file = new LoadedFile(path, pool);
+            Assert.Equal(length, file.Length);
+            Assert.True(file.Slice(0, length).SequenceEqual(bytes));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void MissingFileIsNamed()
+    {
+        var ex = Assert.Throws<FileNotFoundException>(() => new LoadedFile("/nonexistent/weights.safetensors"));
+        Assert.Contains("/nonexistent/weights.safetensors", ex.Message);
+    }
+}

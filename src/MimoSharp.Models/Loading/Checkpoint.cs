@@ -32,7 +32,15 @@ public sealed class Checkpoint : IDisposable
     public static bool HasWeights(string directory) =>
         File.Exists(System.IO.Path.Combine(directory, IndexFileName)) || File.Exists(System.IO.Path.Combine(directory, SingleFileName));
 
-    public static Checkpoint Open(string directory)
+    /// <summary>Bytes of the safetensors files of <paramref name="directory"/> (0 when it has none).</summary>
+    public static long FileBytes(string directory) =>
+        System.IO.Directory.Exists(directory)
+            ? System.IO.Directory.EnumerateFiles(directory, "*.safetensors").Sum(f => new FileInfo(f).Length)
+            : 0;
+
+    /// <param name="directory">The model directory.</param>
+    /// <param name="readIntoMemory">Read the safetensors files into private memory instead of mapping them (see <see cref="LoadedFile"/>).</param>
+    public static Checkpoint Open(string directory, bool readIntoMemory = false)
     {
         if (!System.IO.Directory.Exists(directory))
         {
@@ -57,7 +65,7 @@ public sealed class Checkpoint : IDisposable
                         {
                             throw new CheckpointException($"{indexPath}: tensor \"{tensor}\" is mapped to \"{fileName}\", which is not a file in {directory}");
                         }
-                        file = SafetensorsFile.Open(path);
+                        file = SafetensorsFile.Open(path, readIntoMemory);
                         byFile.Add(fileName, file);
                         files.Add(file);
                     }
@@ -80,7 +88,7 @@ public sealed class Checkpoint : IDisposable
             }
             else if (File.Exists(singlePath))
             {
-                SafetensorsFile file = SafetensorsFile.Open(singlePath);
+                SafetensorsFile file = SafetensorsFile.Open(singlePath, readIntoMemory);
                 files.Add(file);
                 foreach ((string name, TensorEntry entry) in file.Tensors)
                 {

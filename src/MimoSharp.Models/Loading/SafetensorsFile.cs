@@ -6,7 +6,7 @@ using MimoSharp.Tensors.Storage;
 namespace MimoSharp.Models.Loading;
 
 /// <summary>
-/// One memory-mapped .safetensors file: u64 little-endian header length N, N bytes of JSON
+/// One .safetensors file, memory-mapped or read into memory (<see cref="LoadedFile"/>): u64 little-endian header length N, N bytes of JSON
 /// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the data.
 /// The header is checked completely on open: every tensor's byte range must match its dtype and
 /// shape and lie inside the file, and no two tensors may overlap.
@@ -19,24 +19,26 @@ public sealed class SafetensorsFile : IDisposable
     private readonly Dictionary<string, TensorEntry> _tensors = new(StringComparer.Ordinal);
 
     public string Path { get; }
-    public MappedFile Storage { get; }
+    public WeightStorage Storage { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
     public IReadOnlyDictionary<string, TensorEntry> Tensors => _tensors;
 
-    private SafetensorsFile(string path, MappedFile storage, IReadOnlyDictionary<string, string> metadata)
+    private SafetensorsFile(string path, WeightStorage storage, IReadOnlyDictionary<string, string> metadata)
     {
         Path = path;
         Storage = storage;
         Metadata = metadata;
     }
 
-    public static SafetensorsFile Open(string path)
+    /// <param name="path">The file.</param>
+    /// <param name="readIntoMemory">Read the file into private memory instead of mapping it.</param>
+    public static SafetensorsFile Open(string path, bool readIntoMemory = false)
     {
         if (!File.Exists(path))
         {
             throw new CheckpointException($"{path}: safetensors file not found");
         }
-        var storage = new MappedFile(path);
+        WeightStorage storage = readIntoMemory ? new LoadedFile(path) : new MappedFile(path);
         try
         {
             return Parse(path, storage);
@@ -48,7 +50,7 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
-    private static SafetensorsFile Parse(string path, MappedFile storage)
+    private static SafetensorsFile Parse(string path, WeightStorage storage)
     {
         CheckpointException Fail(string message) => new($"{path}: {message}");
         if (storage.Length < 8)

@@ -299,46 +299,22 @@ public static unsafe class MatMul
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
-            // Two accumulators per row (eight chains) so the FMA latency is hidden behind independent work.
             var b0 = Vector512<float>.Zero;
             var b1 = Vector512<float>.Zero;
             var b2 = Vector512<float>.Zero;
             var b3 = Vector512<float>.Zero;
-            var e0 = Vector512<float>.Zero;
-            var e1 = Vector512<float>.Zero;
-            var e2 = Vector512<float>.Zero;
-            var e3 = Vector512<float>.Zero;
             int c = start;
-            for (; c + 32 <= end; c += 32)
+            for (; c + 16 <= end; c += 16)
             {
                 // The next row group follows these four rows in memory (4 · cols bytes): fetch one line
                 // of it per 64 bytes consumed, so it is in cache when we get there, page boundaries included.
                 Sse.Prefetch0(p0 + 4 * cols + 4 * c);
-                Sse.Prefetch0(p0 + 4 * cols + 4 * c + 64);
-                var xv = Vector512.Load(xs + c);
-                var xw = Vector512.Load(xs + c + 16);
-                b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
-                b1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c), xv, b1);
-                b2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c), xv, b2);
-                b3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c), xv, b3);
-                e0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c + 16), xw, e0);
-                e1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c + 16), xw, e1);
-                e2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c + 16), xw, e2);
-                e3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c + 16), xw, e3);
-            }
-            for (; c + 16 <= end; c += 16)
-            {
-                Sse.Prefetch0(p0 + 4 * cols + 4 * c);
                 var xv = Vector512.Load(xs + c);
                 b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
                 b1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c), xv, b1);
                 b2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c), xv, b2);
                 b3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c), xv, b3);
             }
-            b0 += e0;
-            b1 += e1;
-            b2 += e2;
-            b3 += e3;
             if (c < end)
             {
                 float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
