@@ -57,6 +57,15 @@ public sealed class LayerKvCache
 
     public int Slot(int position) => IsRing ? position % _slots : position;
 
+    /// <summary>Positions from <paramref name="position"/> stored one after another (up to the end of the ring).</summary>
+    public int ContiguousFrom(int position) => IsRing ? _slots - Slot(position) : Length - position;
+
+    /// <summary>Keys of <paramref name="count"/> contiguous positions from <paramref name="position"/>, [count, KeyWidth].</summary>
+    public ReadOnlySpan<float> KeysFrom(int position, int count) => _keys.AsSpan(Slot(position) * KeyWidth, count * KeyWidth);
+
+    /// <summary>Values of <paramref name="count"/> contiguous positions from <paramref name="position"/>, [count, ValueWidth].</summary>
+    public ReadOnlySpan<float> ValuesFrom(int position, int count) => _values.AsSpan(Slot(position) * ValueWidth, count * ValueWidth);
+
     public Span<float> Key(int position) => _keys.AsSpan(Slot(position) * KeyWidth, KeyWidth);
 
     public Span<float> Value(int position) => _values.AsSpan(Slot(position) * ValueWidth, ValueWidth);

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using MimoSharp.Models.Caching;
 using MimoSharp.Models.Configuration;
 using MimoSharp.Tensors;
@@ -35,6 +34,11 @@ public sealed class AttentionLayer
     }
 
     public AttentionGeometry Geometry => _g;
+
+    /// <summary>Query heads of one work item: a KV head's group, split so that decode (one row) still feeds every thread.</summary>
+    private int HeadsPerItem => Math.Min(_g.GroupSize, 4);
+
+    private int HeadChunks => (_g.GroupSize + HeadsPerItem - 1) / HeadsPerItem;
 
     /// <summary>Bytes of weights one token reads.</summary>
     public long BytesRead => _weights.Query.BytesRead + _weights.Key.BytesRead + _weights.Value.BytesRead + _weights.Output.BytesRead;
@@ -114,14 +118,18 @@ public sealed class AttentionLayer
                 break;
             }
             _job.RoundRows = _roundRows;
-            int items = roundCount * _g.QueryHeads;
+            int items = roundCount * _g.KeyValueHeads * HeadChunks;
             _pool.Run(_job, items, _pool.GrainFor(items));
         }
         _job.Clear();
         MatMul.Multiply(_weights.Output, heads, output, rows, _pool);
     }
 
-    /// <summary>One (row, query head) of a round: online softmax over the visible keys, sink first.</summary>
+    /// <summary>
+    /// One (row, KV head, chunk of its query heads) of a round: blocked online softmax over the keys the
+    /// row may see (sink first), read in at most two pieces (a ring buffer wraps once), each key and value
+    /// loaded once for all the chunk's heads.
+    /// </summary>
     private sealed class HeadJob : IParallelJob
     {
         private AttentionLayer? _layer;
@@ -147,53 +155,39 @@ public sealed class AttentionLayer
             RoundRows = null;
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
         public void Execute(int start, int end)
         {
             AttentionLayer layer = _layer!;
             AttentionGeometry g = layer._g;
+            int perItem = layer.HeadsPerItem, chunks = layer.HeadChunks;
             float scale = 1f / MathF.Sqrt(g.HeadDim);
-            Span<float> acc = stackalloc float[g.ValueHeadDim];
+            Span<float> max = stackalloc float[perItem];
+            Span<float> sum = stackalloc float[perItem];
+            Span<float> acc = stackalloc float[perItem * g.ValueHeadDim];
+            Span<float> scratch = stackalloc float[AttentionKernel.ScratchLength(perItem)];
             for (int item = start; item < end; item++)
             {
-                int row = RoundRows![item / g.QueryHeads];
-                int head = item % g.QueryHeads;
-                int kvHead = head / g.GroupSize;
+                int row = RoundRows![item / (g.KeyValueHeads * chunks)];
+                int kvHead = item / chunks % g.KeyValueHeads;
+                int firstHead = kvHead * g.GroupSize + item % chunks * perItem;
+                int heads = Math.Min(perItem, (kvHead + 1) * g.GroupSize - firstHead);
                 LayerKvCache cache = layer._rowCache[row];
                 int position = _layout!.Position(row);
-                ReadOnlySpan<float> query = _q.AsSpan(row * g.QueryWidth + head * g.HeadDim, g.HeadDim);
-
-                // Online softmax. The sink is a logit with no value: start from it (m = σ, l = 1).
-                float m = layer._weights.SinkBias is { } sink ? sink[head] : float.NegativeInfinity;
-                float l = float.IsNegativeInfinity(m) ? 0f : 1f;
-                acc.Clear();
-                for (int j = cache.FirstVisible(position); j <= position; j++)
+                ReadOnlySpan<float> queries = _q.AsSpan(row * g.QueryWidth + firstHead * g.HeadDim, heads * g.HeadDim);
+                ReadOnlySpan<float> sinks = layer._weights.SinkBias is { } sink ? sink.AsSpan(firstHead, heads) : default;
+                AttentionKernel.Begin(heads, g.ValueHeadDim, sinks, max, sum, acc);
+                int first = cache.FirstVisible(position);
+                while (first <= position)
                 {
-                    ReadOnlySpan<float> key = cache.Key(j).Slice(kvHead * g.HeadDim, g.HeadDim);
-                    ReadOnlySpan<float> value = cache.Value(j).Slice(kvHead * g.ValueHeadDim, g.ValueHeadDim);
-                    float s = VectorMath.Dot(query, key) * scale;
-                    if (s > m)
-                    {
-                        float correction = MathF.Exp(m - s);
-                        l = l * correction + 1f;
-                        VectorMath.Scale(acc, correction);
-                        VectorMath.Add(value, acc);
-                        m = s;
-                    }
-                    else
-                    {
-                        float e = MathF.Exp(s - m);
-                        l += e;
-                        VectorMath.MultiplyAdd(value, e, acc);
-                    }
+                    int count = Math.Min(position - first + 1, cache.ContiguousFrom(first));
+                    AttentionKernel.Accumulate(queries, heads, g.HeadDim,
+                        cache.KeysFrom(first, count)[(kvHead * g.HeadDim)..], g.KeyWidth,
+                        cache.ValuesFrom(first, count)[(kvHead * g.ValueHeadDim)..], g.ValueWidth, g.ValueHeadDim,
+                        count, scale, max, sum, acc, scratch);
+                    first += count;
                 }
-                Span<float> outHead = _heads.AsSpan(row * g.OutputWidth + head * g.ValueHeadDim, g.ValueHeadDim);
-                float inv = 1f / l;
-                for (int d = 0; d < acc.Length; d++)
-                {
-                    outHead[d] = acc[d] * inv;
-                }
+                AttentionKernel.Finish(heads, g.ValueHeadDim, sum, acc,
+                    _heads.AsSpan(row * g.OutputWidth + firstHead * g.ValueHeadDim, heads * g.ValueHeadDim));
             }
         }
     }
