@@ -19,6 +19,12 @@ public sealed class MimoModel : IDisposable
 {
     private readonly Checkpoint? _checkpoint;
     private readonly WorkerPool _pool;
+
+    /// <summary>The kernels' thread pool.</summary>
+    public WorkerPool Pool => _pool;
+
+    /// <summary>Whether the weights were read into memory or are mapped from the files.</summary>
+    public WeightResidency Residency { get; private init; } = WeightResidency.Map;
     private readonly bool _ownsPool;
     private readonly MimoWeights _w;
     private readonly AttentionLayer[] _attention;
@@ -92,7 +98,7 @@ public sealed class MimoModel : IDisposable
         try
         {
             MimoWeights weights = MimoWeights.Load(checkpoint, config, config.Derived);
-            var model = new MimoModel(config, weights, options, checkpoint);
+            var model = new MimoModel(config, weights, options, checkpoint) { Residency = read ? WeightResidency.Read : WeightResidency.Map };
             if (!read && (options?.Prefault ?? true) && fits)
             {
                 foreach (SafetensorsFile file in checkpoint.Files)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using MimoSharp.Tensors.Kernels;
 using MimoSharp.Models;
 using MimoSharp.Runtime.Generation;
 
@@ -18,7 +19,8 @@ internal static class BenchCommand
         var drafts = new Option<string>("--draft-tokens") { Description = "Draft tokens per step, 0..3; a comma list runs each", DefaultValueFactory = _ => "0,3" };
         var repetitions = new Option<int>("--repetitions") { Description = "Runs per configuration", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
-        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, json };
+        var residency = new Option<WeightResidency>("--weights") { Description = "Read the weights into memory, map them, or Auto (read when they fit in half the memory)", DefaultValueFactory = _ => WeightResidency.Auto };
+        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, residency, json };
         command.SetAction(parse =>
         {
             int[] draftCounts = CliParsing.ParseIds(parse.GetValue(drafts)!, "--draft-tokens");
@@ -29,10 +31,12 @@ internal static class BenchCommand
                     throw new ArgumentException($"--draft-tokens: {d} is outside 0..3");
                 }
             }
-            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads) });
+            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), Residency = parse.GetValue(residency) });
             long bytesPerToken = m.WeightBytesPerToken;
             var results = draftCounts.Select(d => Benchmark.Run(m, parse.GetValue(promptTokens), parse.GetValue(genTokens), d, parse.GetValue(repetitions))).ToList();
             long peak = Process.GetCurrentProcess().PeakWorkingSet64;
+            // After the runs (and after reading the peak): the probe's buffer is not the model's memory.
+            double machineBandwidth = MemoryProbe.ReadBandwidth(m.Pool);
             long checkpointBytes = Directory.GetFiles(parse.GetValue(model)!, "*.safetensors").Sum(f => new FileInfo(f).Length);
             if (parse.GetValue(json))
             {
@@ -51,6 +55,8 @@ internal static class BenchCommand
                     decode_tokens_per_s_sd = decodeSd,
                     weight_bytes_per_token = bytesPerToken,
                     decode_bandwidth_bytes_per_s = decode * bytesPerToken,
+                    machine_read_bandwidth_bytes_per_s = machineBandwidth,
+                    weight_residency = m.Residency.ToString().ToLowerInvariant(),
                     peak_resident_bytes = peak,
                     checkpoint_bytes = checkpointBytes,
                     runs = results.Select(r => new
@@ -65,13 +71,14 @@ internal static class BenchCommand
                 }, CliParsing.Json));
                 return 0;
             }
-            output.WriteLine($"weights read per decoded token: {CliParsing.FormatBytes(bytesPerToken)}; checkpoint {CliParsing.FormatBytes(checkpointBytes)}; peak resident {CliParsing.FormatBytes(peak)}");
+            output.WriteLine($"weights read per decoded token: {CliParsing.FormatBytes(bytesPerToken)}; checkpoint {CliParsing.FormatBytes(checkpointBytes)} ({m.Residency.ToString().ToLowerInvariant()}); peak resident {CliParsing.FormatBytes(peak)}");
+            output.WriteLine($"machine read bandwidth ({m.Pool.ThreadCount} threads): {machineBandwidth / 1e9:F1} GB/s");
             foreach (BenchmarkResult r in results)
             {
                 var (prefill, prefillSd) = BenchmarkResult.Stats(r.PrefillTokensPerSecond);
                 var (decode, decodeSd) = BenchmarkResult.Stats(r.DecodeTokensPerSecond);
                 output.WriteLine($"draft {r.DraftTokens}: prefill {r.PromptTokens} tok at {prefill:F1} ± {prefillSd:F1} tok/s; decode {r.GeneratedTokens} tok at {decode:F1} ± {decodeSd:F1} tok/s " +
-                    $"({decode * bytesPerToken / 1e9:F1} GB/s); acceptance length {r.MeanAcceptanceLength:F2}" +
+                    $"({decode * bytesPerToken / 1e9:F1} GB/s, {decode * bytesPerToken / machineBandwidth:P0} of the machine's); acceptance length {r.MeanAcceptanceLength:F2}" +
                     (r.DraftTokens > 0 ? $", per head {string.Join(" ", r.HeadAcceptanceRates.Select(a => a.ToString("F2")))}" : ""));
             }
             return 0;
