@@ -173,14 +173,13 @@ public sealed class MimoModel : IDisposable
 
         Span<float> normed = _ws.Floats("normed", rows * h);
         Span<float> delta = _ws.Floats("delta", rows * h);
+        // Each residual add is fused with the RMSNorm that follows it (the next sublayer's input norm).
+        RmsNormRows(x, _w.Layers[0].InputNorm, normed, rows);
         for (int i = 0; i < _attention.Length; i++)
         {
             DecoderLayerWeights lw = _w.Layers[i];
-            RmsNormRows(x, lw.InputNorm, normed, rows);
             _attention[i].Forward(_layout, normed, delta, _ws);
-            VectorMath.Add(delta, x);
-
-            RmsNormRows(x, lw.PostAttentionNorm, normed, rows);
+            AddRmsNormRows(delta, x, lw.PostAttentionNorm, normed, rows);
             if (_moe[i] is { } moe)
             {
                 moe.Forward(normed, delta, rows, _ws);
@@ -189,7 +188,14 @@ public sealed class MimoModel : IDisposable
             {
                 _dense[i]!.Forward(normed, delta, rows, _ws);
             }
-            VectorMath.Add(delta, x);
+            if (i + 1 < _attention.Length)
+            {
+                AddRmsNormRows(delta, x, _w.Layers[i + 1].InputNorm, normed, rows);
+            }
+            else
+            {
+                VectorMath.Add(delta, x);
+            }
         }
         if (!hidden.IsEmpty)
         {
@@ -294,6 +300,16 @@ public sealed class MimoModel : IDisposable
         if (logits.Length < (long)logitRows * VocabSize)
         {
             throw new ArgumentException($"logits output holds {logits.Length} floats; {logitRows} rows need {(long)logitRows * VocabSize}");
+        }
+    }
+
+    /// <summary>x += delta and y = RmsNorm(x), row by row.</summary>
+    private void AddRmsNormRows(ReadOnlySpan<float> delta, Span<float> x, float[] weight, Span<float> y, int rows)
+    {
+        int h = HiddenSize;
+        for (int r = 0; r < rows; r++)
+        {
+            VectorMath.AddRmsNorm(delta.Slice(r * h, h), x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h));
         }
     }
 

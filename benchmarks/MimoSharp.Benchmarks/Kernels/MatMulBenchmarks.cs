@@ -16,6 +16,8 @@ public class MatMulBenchmarks
     private const int Size = 4096;
     private WeightMatrix _fp8 = null!;
     private WeightMatrix _bf16 = null!;
+    private WeightMatrix _q8 = null!;
+    private WeightMatrix _q4 = null!;
     private float[] _x = null!;
     private float[] _y = null!;
 
@@ -40,6 +42,23 @@ public class MatMulBenchmarks
             halves[i] = BFloat16.FromSingle((float)(random.NextDouble() * 2 - 1));
         }
         _bf16 = WeightMatrix.Dense(bf16, 0, DType.BF16, Size, Size);
+        var row = new float[Size];
+        int groups = GroupQuantizer.GroupsPerRow(Size);
+        var q8 = new NativeBuffer((long)Size * Size);
+        var q4 = new NativeBuffer((long)Size * groups * 16);
+        var s8 = new float[Size * groups];
+        var s4 = new float[Size * groups];
+        for (int r = 0; r < Size; r++)
+        {
+            for (int c = 0; c < Size; c++)
+            {
+                row[c] = (float)(random.NextDouble() * 2 - 1);
+            }
+            GroupQuantizer.QuantizeQ8Row(row, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, sbyte>(q8.AsSpan().Slice(r * Size, Size)), s8.AsSpan(r * groups, groups));
+            GroupQuantizer.QuantizeQ4Row(row, q4.AsSpan().Slice(r * groups * 16, groups * 16), s4.AsSpan(r * groups, groups));
+        }
+        _q8 = WeightMatrix.Q8(q8, 0, Size, Size, s8);
+        _q4 = WeightMatrix.Q4(q4, 0, Size, Size, s4);
         _x = Enumerable.Range(0, 8 * Size).Select(_ => (float)random.NextDouble()).ToArray();
         _y = new float[8 * Size];
     }
@@ -49,4 +68,10 @@ public class MatMulBenchmarks
 
     [Benchmark]
     public void Bf16() => MatMul.Multiply(_bf16, _x, _y, Tokens);
+
+    [Benchmark]
+    public void Q8() => MatMul.Multiply(_q8, _x, _y, Tokens);
+
+    [Benchmark]
+    public void Q4() => MatMul.Multiply(_q4, _x, _y, Tokens);
 }

@@ -154,9 +154,82 @@ public static unsafe class VectorMath
             sumSquares = Dot(px, px, x.Length);
         }
         float inv = 1f / MathF.Sqrt(sumSquares / x.Length + eps);
-        for (int i = 0; i < x.Length; i++)
+        fixed (float* px = x, pw = weight, py = y)
         {
-            y[i] = weight[i] * (x[i] * inv);
+            ScaleByWeight(px, pw, inv, py, x.Length);
+        }
+    }
+
+    /// <summary>
+    /// The residual step between sublayers, fused: x += delta, then y = RmsNorm(x) with <paramref name="weight"/>.
+    /// One pass adds and sums the squares, one writes y (instead of three passes).
+    /// </summary>
+    public static void AddRmsNorm(ReadOnlySpan<float> delta, Span<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y)
+    {
+        if (delta.Length != x.Length || weight.Length != x.Length || y.Length != x.Length)
+        {
+            throw new ArgumentException($"AddRmsNorm lengths differ: delta {delta.Length}, x {x.Length}, weight {weight.Length}, y {y.Length}");
+        }
+        int n = x.Length;
+        fixed (float* pd = delta, px = x, pw = weight, py = y)
+        {
+            int i = 0;
+            float sumSquares = 0;
+            if (Vector512.IsHardwareAccelerated && n >= 16)
+            {
+                var acc = Vector512<float>.Zero;
+                for (; i + 16 <= n; i += 16)
+                {
+                    var v = Vector512.Load(px + i) + Vector512.Load(pd + i);
+                    v.Store(px + i);
+                    acc = Vector512.FusedMultiplyAdd(v, v, acc);
+                }
+                sumSquares = Vector512.Sum(acc);
+            }
+            else if (Vector256.IsHardwareAccelerated && n >= 8)
+            {
+                var acc = Vector256<float>.Zero;
+                for (; i + 8 <= n; i += 8)
+                {
+                    var v = Vector256.Load(px + i) + Vector256.Load(pd + i);
+                    v.Store(px + i);
+                    acc = Vector256.FusedMultiplyAdd(v, v, acc);
+                }
+                sumSquares = Vector256.Sum(acc);
+            }
+            for (; i < n; i++)
+            {
+                float v = px[i] + pd[i];
+                px[i] = v;
+                sumSquares += v * v;
+            }
+            ScaleByWeight(px, pw, 1f / MathF.Sqrt(sumSquares / n + eps), py, n);
+        }
+    }
+
+    /// <summary>y = w * (x * scale).</summary>
+    private static void ScaleByWeight(float* x, float* w, float scale, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var s = Vector512.Create(scale);
+            for (; i + 16 <= n; i += 16)
+            {
+                (Vector512.Load(w + i) * (Vector512.Load(x + i) * s)).Store(y + i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(scale);
+            for (; i + 8 <= n; i += 8)
+            {
+                (Vector256.Load(w + i) * (Vector256.Load(x + i) * s)).Store(y + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            y[i] = w[i] * (x[i] * scale);
         }
     }
 
