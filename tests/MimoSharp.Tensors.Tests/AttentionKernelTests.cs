@@ -3,6 +3,7 @@ using MimoSharp.Tensors.Kernels;
 namespace MimoSharp.Tensors.Tests;
 
 /// <summary>Blocked online-softmax attention against a float64 softmax over the same keys, sink included.</summary>
+[Collection("MatMul ISA")]
 public sealed class AttentionKernelTests
 {
     /// <summary>out[h] = Σ_j softmax_j(q_h·k_j·scale, with the sink in the denominator) v_j, in float64.</summary>
@@ -61,6 +62,23 @@ public sealed class AttentionKernelTests
     [MemberData(nameof(Cases))]
     public void MatchesFloat64SoftmaxOverPiecesWithoutReadingOutsideThem(int heads, int headDim, int valueDim, int count, bool withSink)
     {
+        KernelIsa original = MatMul.Isa;
+        try
+        {
+            foreach (KernelIsa isa in Enum.GetValues<KernelIsa>().Where(i => i <= MatMul.DetectIsa()))
+            {
+                MatMul.Isa = isa;
+                CheckAgainstTwin(heads, headDim, valueDim, count, withSink, isa);
+            }
+        }
+        finally
+        {
+            MatMul.Isa = original;
+        }
+    }
+
+    private static void CheckAgainstTwin(int heads, int headDim, int valueDim, int count, bool withSink, KernelIsa isa)
+    {
         var random = new Random(heads * 1000 + headDim * 10 + count);
         const int kvHeads = 2, kvHead = 1; // this group's KV head is the second of two in each cache row
         int keyStride = kvHeads * headDim, valueStride = kvHeads * valueDim;
@@ -112,7 +130,7 @@ public sealed class AttentionKernelTests
         for (int i = 0; i < output.Length; i++)
         {
             Assert.True(Math.Abs(output[i] - expected[i]) <= 2e-6 + 2e-5 * Math.Abs(expected[i]),
-                $"heads {heads} dims {headDim}/{valueDim} keys {count} sink {withSink} at {i}: expected {expected[i]}, got {output[i]}");
+                $"{isa}: heads {heads} dims {headDim}/{valueDim} keys {count} sink {withSink} at {i}: expected {expected[i]}, got {output[i]}");
         }
     }
 

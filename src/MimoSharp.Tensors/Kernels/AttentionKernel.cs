@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace MimoSharp.Tensors.Kernels;
 
@@ -58,10 +59,19 @@ public static unsafe class AttentionKernel
         }
         fixed (float* q = queries, k = keys, v = values, m = max, l = sum, a = acc, s = scratch)
         {
+            bool wide = MatMul.Isa == KernelIsa.Vector512 && headDim % 16 == 0 && valueDim % 16 == 0;
             for (int start = 0; start < count; start += KeyBlock)
             {
                 int block = Math.Min(KeyBlock, count - start);
-                Block(q, heads, headDim, k + (long)start * keyStride, keyStride, v + (long)start * valueStride, valueStride, valueDim, block, scale, m, l, a, s);
+                float* kb = k + (long)start * keyStride, vb = v + (long)start * valueStride;
+                if (wide)
+                {
+                    BlockV512(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
+                }
+                else
+                {
+                    Block(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
+                }
             }
         }
     }
@@ -118,6 +128,90 @@ public static unsafe class AttentionKernel
                 VectorMath.MultiplyAdd(value, s[h * KeyBlock + j], a + h * valueDim, valueDim);
             }
         }
+    }
+
+    /// <summary>
+    /// The same block with Vector512 registers (head dims multiples of 16, as MiMo's 192 / 128): dots in two
+    /// accumulators, the block's exponentials 16 lanes at a time, and each 16-wide slice of a head's
+    /// accumulator kept in a register across the block's values.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BlockV512(float* q, int heads, int headDim, float* k, int keyStride, float* v, int valueStride, int valueDim,
+        int block, float scale, float* m, float* l, float* a, float* s)
+    {
+        for (int j = 0; j < block; j++)
+        {
+            float* key = k + (long)j * keyStride;
+            for (int h = 0; h < heads; h++)
+            {
+                float* qh = q + h * headDim;
+                var d0 = Vector512<float>.Zero;
+                var d1 = Vector512<float>.Zero;
+                int d = 0;
+                for (; d + 32 <= headDim; d += 32)
+                {
+                    d0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d), Vector512.Load(key + d), d0);
+                    d1 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d + 16), Vector512.Load(key + d + 16), d1);
+                }
+                if (d < headDim)
+                {
+                    d0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d), Vector512.Load(key + d), d0);
+                }
+                s[h * KeyBlock + j] = Vector512.Sum(d0 + d1) * scale;
+            }
+        }
+        for (int h = 0; h < heads; h++)
+        {
+            float* sh = s + h * KeyBlock;
+            for (int j = block; j < KeyBlock; j++)
+            {
+                sh[j] = float.NegativeInfinity; // lanes past the block: exp gives 0
+            }
+            var lo = Vector512.Load(sh);
+            var hi = Vector512.Load(sh + 16);
+            float newMax = MathF.Max(m[h], MaxAcross(Vector512.Max(lo, hi)));
+            if (newMax > m[h])
+            {
+                float correction = float.IsNegativeInfinity(m[h]) ? 0f : MathF.Exp(m[h] - newMax);
+                l[h] *= correction;
+                var c = Vector512.Create(correction);
+                float* ah = a + h * valueDim;
+                for (int d = 0; d < valueDim; d += 16)
+                {
+                    (Vector512.Load(ah + d) * c).Store(ah + d);
+                }
+                m[h] = newMax;
+            }
+            var shift = Vector512.Create(newMax);
+            lo = Vector512.Exp(lo - shift);
+            hi = Vector512.Exp(hi - shift);
+            lo.Store(sh);
+            hi.Store(sh + 16);
+            l[h] += Vector512.Sum(lo + hi);
+        }
+        for (int h = 0; h < heads; h++)
+        {
+            float* sh = s + h * KeyBlock;
+            float* ah = a + h * valueDim;
+            for (int d = 0; d < valueDim; d += 16)
+            {
+                var acc = Vector512.Load(ah + d);
+                for (int j = 0; j < block; j++)
+                {
+                    acc = Vector512.FusedMultiplyAdd(Vector512.Create(sh[j]), Vector512.Load(v + (long)j * valueStride + d), acc);
+                }
+                acc.Store(ah + d);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector512<float> x)
+    {
+        var m256 = Vector256.Max(x.GetLower(), x.GetUpper());
+        var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
+        float r = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+        return r;
     }
 
     /// <summary>output[h, :] = acc[h, :] / sum[h] (zero when nothing was visible and there is no sink).</summary>

@@ -38,6 +38,8 @@ public static unsafe class MatMul
     [ThreadStatic] private static float* t_scratch;
     [ThreadStatic] private static int t_scratchLength;
     [ThreadStatic] private static Job? t_job;
+    [ThreadStatic] private static float* t_prescaled;
+    [ThreadStatic] private static int t_prescaledLength;
 
     /// <summary>The widest path this machine supports.</summary>
     public static KernelIsa DetectIsa() =>
@@ -88,12 +90,10 @@ public static unsafe class MatMul
             float* prescaled = null;
             if ((job.Fused || job.FusedMulti) && weight.DType == DType.F8E4M3)
             {
-                long length = (long)n * weight.Cols;
-                prescaled = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
-                for (long c = 0; c < length; c++)
-                {
-                    prescaled[c] = px[c] * XPrescale;
-                }
+                // The calling thread's buffer, kept between calls: no allocation per product.
+                int length = checked(n * weight.Cols);
+                prescaled = PrescaleBuffer(length);
+                VectorMath.ScaleInto(px, XPrescale, prescaled, length);
             }
             job.XPrescaled = prescaled;
             try
@@ -103,10 +103,6 @@ public static unsafe class MatMul
             }
             finally
             {
-                if (prescaled != null)
-                {
-                    NativeMemory.AlignedFree(prescaled);
-                }
                 job.Weight = null;
             }
         }
@@ -243,6 +239,20 @@ public static unsafe class MatMul
                 }
             }
         }
+    }
+
+    private static float* PrescaleBuffer(int length)
+    {
+        if (t_prescaledLength < length)
+        {
+            if (t_prescaled != null)
+            {
+                NativeMemory.AlignedFree(t_prescaled);
+            }
+            t_prescaled = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
+            t_prescaledLength = length;
+        }
+        return t_prescaled;
     }
 
     private static float* Scratch(int length)

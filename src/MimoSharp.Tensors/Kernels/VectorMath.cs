@@ -62,6 +62,24 @@ public static unsafe class VectorMath
         return sum;
     }
 
+    /// <summary>y[i] = alpha * x[i].</summary>
+    internal static void ScaleInto(float* x, float alpha, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var a = Vector512.Create(alpha);
+            for (; i + 16 <= n; i += 16)
+            {
+                (Vector512.Load(x + i) * a).Store(y + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            y[i] = x[i] * alpha;
+        }
+    }
+
     /// <summary>y += alpha * x.</summary>
     public static void MultiplyAdd(ReadOnlySpan<float> x, float alpha, Span<float> y)
     {
@@ -240,7 +258,20 @@ public static unsafe class VectorMath
         {
             throw new ArgumentException($"lengths differ: {gate.Length} vs {up.Length}");
         }
-        for (int i = 0; i < gate.Length; i++)
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            fixed (float* g = gate, u = up)
+            {
+                var one = Vector512.Create(1f);
+                for (; i + 16 <= gate.Length; i += 16)
+                {
+                    var z = Vector512.Load(g + i);
+                    (z / (one + Vector512.Exp(-z)) * Vector512.Load(u + i)).Store(g + i);
+                }
+            }
+        }
+        for (; i < gate.Length; i++)
         {
             float z = gate[i];
             gate[i] = z / (1f + MathF.Exp(-z)) * up[i];
