@@ -1,3 +1,6 @@
+using System.Runtime.Intrinsics.X86;
+using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using MimoSharp.Tensors.Quantization;
 using MimoSharp.Tensors.Storage;
@@ -19,8 +22,13 @@ public sealed unsafe class WeightMatrix
 
     private readonly WeightStorage _storage;
     private readonly long _offset;
-    private readonly float[]? _scales;       // [ScaleRows, ScaleCols], true multipliers
-    private readonly float[]? _kernelScales; // same, times 2^20 for the FP8 kernel
+    // Scales [ScaleRows, ScaleCols]: true multipliers, and the kernel's (FP8: times 2^20). They point into
+    // pinned arrays, or straight into the checkpoint's storage (Q8_0 / Q4_0 scales are 1/8 and 1/4 of the
+    // codes' bytes: a copy would cost that much resident memory again).
+    private readonly float* _scales;
+    private readonly float* _kernelScales;
+    private readonly object? _scaleOwner;
+    private readonly object? _kernelScaleOwner;
 
     public int Rows { get; }
     public int Cols { get; }
@@ -40,10 +48,10 @@ public sealed unsafe class WeightMatrix
     public long DataBytes => Rows * RowStrideBytes;
 
     /// <summary>Bytes read by one full pass over the matrix, scales included.</summary>
-    public long BytesRead => DataBytes + (_scales?.Length ?? 0) * sizeof(float);
+    public long BytesRead => DataBytes + (long)ScaleRows * ScaleCols * sizeof(float);
 
     private WeightMatrix(WeightStorage storage, long offset, DType dtype, int rows, int cols,
-        float[]? scales, int blockRows, int blockCols)
+        float[]? scales, int blockRows, int blockCols, WeightStorage? scaleStorage = null, long scaleOffset = 0)
     {
         if (rows <= 0 || cols <= 0)
         {
@@ -58,29 +66,44 @@ public sealed unsafe class WeightMatrix
         Cols = cols;
         if (dtype is DType.F8E4M3 or DType.I8 or DType.Q4)
         {
-            ArgumentNullException.ThrowIfNull(scales);
             BlockRows = blockRows;
             BlockCols = blockCols;
             ScaleRows = (rows + blockRows - 1) / blockRows;
             ScaleCols = (cols + blockCols - 1) / blockCols;
-            if (scales.Length != ScaleRows * ScaleCols)
+            int count = ScaleRows * ScaleCols;
+            if (scaleStorage is not null)
             {
-                throw new ArgumentException(
-                    $"{dtype} matrix [{rows}, {cols}] with blocks [{blockRows}, {blockCols}] needs {ScaleRows}x{ScaleCols} scales, got {scales.Length}",
-                    nameof(scales));
-            }
-            _scales = scales;
-            if (dtype == DType.F8E4M3)
-            {
-                _kernelScales = new float[scales.Length];
-                for (int i = 0; i < scales.Length; i++)
-                {
-                    _kernelScales[i] = scales[i] * Fp8KernelScaleFactor;
-                }
+                scaleStorage.CheckRange(scaleOffset, (long)count * sizeof(float));
+                _scales = (float*)(scaleStorage.Pointer + scaleOffset);
+                _scaleOwner = scaleStorage;
             }
             else
             {
-                _kernelScales = scales;
+                ArgumentNullException.ThrowIfNull(scales);
+                if (scales.Length != count)
+                {
+                    throw new ArgumentException(
+                        $"{dtype} matrix [{rows}, {cols}] with blocks [{blockRows}, {blockCols}] needs {ScaleRows}x{ScaleCols} scales, got {scales.Length}",
+                        nameof(scales));
+                }
+                float[] pinned = GC.AllocateArray<float>(count, pinned: true);
+                scales.CopyTo(pinned, 0);
+                _scales = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+                _scaleOwner = pinned;
+            }
+            if (dtype == DType.F8E4M3)
+            {
+                float[] kernel = GC.AllocateArray<float>(count, pinned: true);
+                for (int i = 0; i < count; i++)
+                {
+                    kernel[i] = _scales[i] * Fp8KernelScaleFactor;
+                }
+                _kernelScales = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(kernel));
+                _kernelScaleOwner = kernel;
+            }
+            else
+            {
+                _kernelScales = _scales;
             }
         }
         else if (dtype is not (DType.F32 or DType.BF16 or DType.F16))
@@ -117,6 +140,16 @@ public sealed unsafe class WeightMatrix
     public static WeightMatrix Q8(WeightStorage storage, long offset, int rows, int cols, float[] scales) =>
         new(storage, offset, DType.I8, rows, cols, scales, 1, GroupSize);
 
+    /// <summary>A Q8_0 (<paramref name="dtype"/> I8) or Q4_0 (Q4) matrix whose float32 scales are read in place at <paramref name="scaleOffset"/> of <paramref name="scaleStorage"/>.</summary>
+    public static WeightMatrix Grouped(DType dtype, WeightStorage storage, long offset, int rows, int cols, WeightStorage scaleStorage, long scaleOffset)
+    {
+        if (dtype is not (DType.I8 or DType.Q4))
+        {
+            throw new ArgumentException($"group-quantized matrices are I8 (Q8_0) or Q4 (Q4_0), not {dtype}", nameof(dtype));
+        }
+        return new WeightMatrix(storage, offset, dtype, rows, cols, null, 1, GroupSize, scaleStorage, scaleOffset);
+    }
+
     /// <summary>A Q4_0 matrix: per row, ceil(cols/32) groups of 16 bytes (code j in the low nibble of byte j,
     /// code j + 16 in its high nibble) and one scale per group, [rows, ceil(cols/32)].</summary>
     public static WeightMatrix Q4(WeightStorage storage, long offset, int rows, int cols, float[] scales) =>
@@ -134,14 +167,22 @@ public sealed unsafe class WeightMatrix
     }
 
     /// <summary>The block scales (FP8, Q8_0, Q4_0), [ScaleRows, ScaleCols].</summary>
-    public ReadOnlySpan<float> Scales => _scales;
+    public ReadOnlySpan<float> Scales => _scales == null ? default : new ReadOnlySpan<float>(_scales, ScaleRows * ScaleCols);
 
     internal byte* RowPointer(int row) => _storage.Pointer + _offset + row * RowStrideBytes;
 
     /// <summary>Kernel scales of the block row holding <paramref name="row"/> (scale * 2^20), [ScaleCols].</summary>
     internal float* KernelScaleRow(int row, float* scalesBase) => scalesBase + (row / BlockRows) * ScaleCols;
 
-    internal float[]? KernelScales => _kernelScales;
+    /// <summary>The kernels' scales (FP8: times 2^20), or null for dense formats.</summary>
+    internal float* KernelScalePointer
+    {
+        get
+        {
+            GC.KeepAlive(_kernelScaleOwner);
+            return _kernelScales;
+        }
+    }
 
     /// <summary>The raw stored bytes of one row.</summary>
     public ReadOnlySpan<byte> RowBytes(int row)
@@ -169,6 +210,11 @@ public sealed unsafe class WeightMatrix
     internal void DequantizeRowUnchecked(int row, float* dst)
     {
         byte* src = RowPointer(row);
+        if (Kernels.MatMul.Isa == Kernels.KernelIsa.Vector512 && DType is DType.F8E4M3 or DType.I8 or DType.Q4)
+        {
+            DequantizeRowV512(row, src, dst);
+            return;
+        }
         switch (DType)
         {
             case DType.F32:
@@ -189,7 +235,7 @@ public sealed unsafe class WeightMatrix
                     int scaleRow = (row / BlockRows) * ScaleCols;
                     for (int block = 0; block < ScaleCols; block++)
                     {
-                        float scale = _scales![scaleRow + block];
+                        float scale = _scales[scaleRow + block];
                         int start = block * BlockCols;
                         int end = Math.Min(start + BlockCols, Cols);
                         for (int c = start; c < end; c++)
@@ -204,7 +250,7 @@ public sealed unsafe class WeightMatrix
                     int scaleRow = row * ScaleCols;
                     for (int c = 0; c < Cols; c++)
                     {
-                        dst[c] = (sbyte)src[c] * _scales![scaleRow + c / GroupSize];
+                        dst[c] = (sbyte)src[c] * _scales[scaleRow + c / GroupSize];
                     }
                     break;
                 }
@@ -216,10 +262,75 @@ public sealed unsafe class WeightMatrix
                         int g = c / GroupSize, j = c % GroupSize;
                         byte packed = src[g * (GroupSize / 2) + (j & (GroupSize / 2 - 1))];
                         int code = j < GroupSize / 2 ? packed & 0xF : packed >> 4;
-                        dst[c] = (code - 8) * _scales![scaleRow + g];
+                        dst[c] = (code - 8) * _scales[scaleRow + g];
                     }
                     break;
                 }
+        }
+    }
+
+    /// <summary>
+    /// The block formats, 16 weights per step (prefill dequantizes each row once per call and reuses it for
+    /// every token). Same values as the scalar decode: FP8 codes land exactly on code · 2^-120 (the kernels'
+    /// decode), times 2^120 is exact, then one rounding by the scale, as table[code] · scale.
+    /// </summary>
+    private void DequantizeRowV512(int row, byte* src, float* dst)
+    {
+        float* scales = _scales + (row / BlockRows) * ScaleCols;
+        for (int block = 0; block < ScaleCols; block++)
+        {
+            int start = block * BlockCols, end = Math.Min(start + BlockCols, Cols);
+            float scale = scales[block];
+            var s = Vector512.Create(scale);
+            int c = start;
+            switch (DType)
+            {
+                case DType.F8E4M3:
+                    {
+                        var unbias = Vector512.Create(1.329228e36f); // 2^120
+                        var mask = Vector512.Create(unchecked((int)0x87F00000));
+                        for (; c + 16 <= end; c += 16)
+                        {
+                            var code = (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)src + c)), 20) & mask).AsSingle();
+                            (code * unbias * s).Store(dst + c);
+                        }
+                        ReadOnlySpan<float> table = Fp8E4M3.Table;
+                        for (; c < end; c++)
+                        {
+                            dst[c] = table[src[c]] * scale;
+                        }
+                        break;
+                    }
+                case DType.I8:
+                    for (; c + 16 <= end; c += 16)
+                    {
+                        (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)src + c))) * s).Store(dst + c);
+                    }
+                    for (; c < end; c++)
+                    {
+                        dst[c] = (sbyte)src[c] * scale;
+                    }
+                    break;
+                default: // Q4_0
+                    if (end - start == GroupSize)
+                    {
+                        var codes = Avx512F.ConvertToVector512Int32(Vector128.Load(src + block * (GroupSize / 2)));
+                        var eight = Vector512.Create(8f);
+                        ((Avx512F.ConvertToVector512Single(codes & Vector512.Create(15)) - eight) * s).Store(dst + start);
+                        ((Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(codes, 4)) - eight) * s).Store(dst + start + 16);
+                    }
+                    else
+                    {
+                        for (; c < end; c++)
+                        {
+                            int j = c - start;
+                            byte packed = src[block * (GroupSize / 2) + (j & (GroupSize / 2 - 1))];
+                            int code = j < GroupSize / 2 ? packed & 0xF : packed >> 4;
+                            dst[c] = (code - 8) * scale;
+                        }
+                    }
+                    break;
+            }
         }
     }
 }

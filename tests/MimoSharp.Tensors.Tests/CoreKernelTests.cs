@@ -187,4 +187,40 @@ public sealed class CoreKernelTests
             MatMul.Isa = original;
         }
     }
+
+    [Theory]
+    [InlineData("F8E4M3")]
+    [InlineData("I8")]
+    [InlineData("Q4")]
+    public void VectorDequantizationIsBitExactWithTheScalarDecode(string dtypeName)
+    {
+        DType dtype = Enum.Parse<DType>(dtypeName);
+        var random = new Random(17);
+        KernelIsa original = MatMul.Isa;
+        try
+        {
+            foreach ((int rows, int cols, int block) in new[] { (3, 256, 128), (2, 100, 32), (5, 161, 64), (4, 16, 16) })
+            {
+                WeightMatrix w = RandomMatrix(dtype, rows, cols, block, random);
+                var scalar = new float[cols];
+                var vector = new float[cols];
+                for (int r = 0; r < rows; r++)
+                {
+                    MatMul.Isa = KernelIsa.Scalar;
+                    w.DequantizeRow(r, scalar);
+                    MatMul.Isa = MatMul.DetectIsa();
+                    w.DequantizeRow(r, vector);
+                    for (int c = 0; c < cols; c++)
+                    {
+                        Assert.True(BitConverter.SingleToInt32Bits(scalar[c]) == BitConverter.SingleToInt32Bits(vector[c]),
+                            $"{dtype} [{rows}x{cols}] at [{r}, {c}]: scalar {scalar[c]}, vector {vector[c]}");
+                    }
+                }
+            }
+        }
+        finally
+        {
+            MatMul.Isa = original;
+        }
+    }
 }

@@ -259,17 +259,21 @@ public sealed class Checkpoint : IDisposable
                 $"{entry.File.Path}: tensor \"{entry.Name}\" is {DTypes.ToSafetensorsName(entry.DType)} ({(q4 ? "Q4_0" : "Q8_0")}) but its group scales \"{scaleName}\" are missing");
         }
         CheckShape(scaleEntry, [rows, groups]);
-        float[] scales = ToFloats(scaleEntry);
-        for (int i = 0; i < scales.Length; i++)
+        if (scaleEntry.DType != DType.F32)
         {
-            if (!float.IsFinite(scales[i]))
+            throw new CheckpointException($"{scaleEntry.File.Path}: tensor \"{scaleName}\" is {DTypes.ToSafetensorsName(scaleEntry.DType)}; group scales must be F32");
+        }
+        // The scales are used where they lie (no copy); check them once.
+        ReadOnlySpan<byte> scaleBytes = scaleEntry.File.Storage.Slice(scaleEntry.DataOffset, checked((int)scaleEntry.ByteLength));
+        for (int i = 0; i < rows * groups; i++)
+        {
+            float scale = System.Buffers.Binary.BinaryPrimitives.ReadSingleLittleEndian(scaleBytes[(4 * i)..]);
+            if (!float.IsFinite(scale))
             {
-                throw new CheckpointException($"{scaleEntry.File.Path}: tensor \"{scaleName}\" holds {scales[i]} at [{i / groups}, {i % groups}]; scales must be finite");
+                throw new CheckpointException($"{scaleEntry.File.Path}: tensor \"{scaleName}\" holds {scale} at [{i / groups}, {i % groups}]; scales must be finite");
             }
         }
-        return q4
-            ? WeightMatrix.Q4(entry.File.Storage, entry.DataOffset, rows, cols, scales)
-            : WeightMatrix.Q8(entry.File.Storage, entry.DataOffset, rows, cols, scales);
+        return WeightMatrix.Grouped(q4 ? DType.Q4 : DType.I8, entry.File.Storage, entry.DataOffset, rows, cols, scaleEntry.File.Storage, scaleEntry.DataOffset);
     }
 
     private static int BlockSize(int length, long scaleCount, int? configBlock, TensorEntry scaleEntry, string axis)

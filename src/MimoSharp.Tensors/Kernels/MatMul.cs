@@ -76,8 +76,9 @@ public static unsafe class MatMul
         }
         pool ??= WorkerPool.Shared;
         var job = t_job ??= new Job();
+        // Scales are pinned or live in the weight's storage; job.Weight keeps both alive during the call.
+        float* scales = weight.KernelScalePointer;
         fixed (float* px = x, py = y)
-        fixed (float* scales = weight.KernelScales)
         {
             job.Weight = weight;
             job.X = px;
