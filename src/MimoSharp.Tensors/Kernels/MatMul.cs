@@ -15,8 +15,10 @@ public enum KernelIsa
 }
 
 /// <summary>
-/// y = x · Wᵀ for a weight matrix W [rows, cols] in its stored format: x [n, cols], y [n, rows].
-/// Rows are split across the worker pool in groups of four.
+/// y = x · Wᵀ for a weight matrix W [rows, cols] in its stored format (F32, BF16, F16, FP8 with block
+/// scales, Q8_0, Q4_0): x [n, cols], y [n, rows]. Rows are split across the worker pool in groups of four.
+/// Q8_0 / Q4_0 decode widens their codes to float in registers and applies each group's scale once per
+/// 32 weights (activations stay float: no activation quantization).
 /// Decode (n == 1) reads each weight once, dequantizing FP8/BF16 in registers: an FP8 code b is
 /// sign-extended to int32, shifted left 20 and masked, which lays its sign, exponent and mantissa
 /// into a float32 whose value is decode(b)·2^-120 (subnormal codes land on float subnormals, still
@@ -464,19 +466,27 @@ public static unsafe class MatMul
             acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
             acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
         }
-        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-        for (; c < cols; c++)
+        y[0] = Vector512.Sum(acc0);
+        y[1] = Vector512.Sum(acc1);
+        y[2] = Vector512.Sum(acc2);
+        y[3] = Vector512.Sum(acc3);
+        if (c < cols)
         {
-            float xc = x[c];
-            t0 += p0[c] * xc;
-            t1 += p1[c] * xc;
-            t2 += p2[c] * xc;
-            t3 += p3[c] * xc;
+            // The ragged last group (g < groups here).
+            float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+            for (; c < cols; c++)
+            {
+                float xc = x[c];
+                t0 += p0[c] * xc;
+                t1 += p1[c] * xc;
+                t2 += p2[c] * xc;
+                t3 += p3[c] * xc;
+            }
+            y[0] += t0 * s0[g];
+            y[1] += t1 * s1[g];
+            y[2] += t2 * s2[g];
+            y[3] += t3 * s3[g];
         }
-        y[0] = Vector512.Sum(acc0) + t0 * s0[g < groups ? g : 0];
-        y[1] = Vector512.Sum(acc1) + t1 * s1[g < groups ? g : 0];
-        y[2] = Vector512.Sum(acc2) + t2 * s2[g < groups ? g : 0];
-        y[3] = Vector512.Sum(acc3) + t3 * s3[g < groups ? g : 0];
     }
 
     /// <summary>One Q8_0 row against x (Vector256, scalar tail).</summary>
@@ -495,12 +505,17 @@ public static unsafe class MatMul
             }
             acc = Vector256.FusedMultiplyAdd(sum, Vector256.Create(s[g]), acc);
         }
-        float tail = 0;
-        for (; c < cols; c++)
+        float result = Vector256.Sum(acc);
+        if (c < cols)
         {
-            tail += p[c] * x[c];
+            float tail = 0;
+            for (; c < cols; c++)
+            {
+                tail += p[c] * x[c];
+            }
+            result += tail * s[g];
         }
-        return Vector256.Sum(acc) + (tail == 0 ? 0 : tail * s[g]);
+        return result;
     }
 
     /// <summary>
@@ -582,6 +597,10 @@ public static unsafe class MatMul
     /// <summary>The ragged last group of a Q4_0 row (fewer than 32 columns from group <paramref name="g"/>), if any.</summary>
     private static float Q4TailScalar(byte* p, int g, int cols, float* x, float* s)
     {
+        if (g * Group >= cols)
+        {
+            return 0;
+        }
         float sum = 0;
         for (int c = g * Group; c < cols; c++)
         {
@@ -589,7 +608,7 @@ public static unsafe class MatMul
             int code = j < Group / 2 ? p[16 * g + j] & 0xF : p[16 * g + j - Group / 2] >> 4;
             sum += (code - 8) * x[c];
         }
-        return sum == 0 ? 0 : sum * s[g];
+        return sum * s[g];
     }
 
     /// <summary>One BF16 row against n (≤ 8) token vectors x [n, cols]: y[t, r] for every t.</summary>
