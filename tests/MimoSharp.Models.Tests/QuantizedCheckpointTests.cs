@@ -191,6 +191,16 @@ public sealed class QuantizedCheckpointTests
     }
 
     [Fact]
+    public void QuantizingOverAnExistingCheckpointIsRefused()
+    {
+        (string fp8, string q8, _) = s_models.Value;
+        long before = Checkpoint.FileBytes(q8);
+        var ex = Assert.Throws<ArgumentException>(() => CheckpointQuantizer.Quantize(fp8, q8, GroupFormat.Q4_0));
+        Assert.Contains("already holds a checkpoint", ex.Message);
+        Assert.Equal(before, Checkpoint.FileBytes(q8));
+    }
+
+    [Fact]
     public void QuantizingIntoTheSourceDirectoryIsRefused()
     {
         (string fp8, _, _) = s_models.Value;

@@ -35,6 +35,10 @@ public static class CheckpointQuantizer
         {
             throw new ArgumentException($"the output directory must differ from the input ({inputDirectory}): the input's weights are read while the output is written");
         }
+        if (Checkpoint.HasWeights(outputDirectory) || (Directory.Exists(outputDirectory) && Directory.EnumerateFiles(outputDirectory, "*.safetensors").Any()))
+        {
+            throw new ArgumentException($"{outputDirectory} already holds a checkpoint; quantize into an empty or new directory (nothing was overwritten)");
+        }
         MimoConfig config = MimoConfig.Load(inputDirectory);
         using Checkpoint checkpoint = Checkpoint.Open(inputDirectory);
         int mtpHeads = MimoWeights.CountMtpHeads(checkpoint);
