@@ -82,6 +82,34 @@ public sealed class VectorMathTests
     }
 
     [Fact]
+    public void ExpIsWithinTwoUlpOfTheTwinAcrossTheFloatRange()
+    {
+        var x = new List<float> { 0f, -0f, 1f, -1f, 0.5f, -87f, 88f, 88.37f, -20f, 1e-8f, -1e-8f };
+        var random = new Random(9);
+        for (int i = 0; i < 5000; i++)
+        {
+            x.Add((float)(random.NextDouble() * 175 - 87));
+        }
+        x.AddRange(Enumerable.Range(0, 37).Select(i => (float)(i - 18) * 0.6931472f)); // near integer multiples of ln 2
+        float[] input = x.ToArray();
+        var output = new float[input.Length];
+        VectorMath.Exp(input, output);
+        for (int i = 0; i < input.Length; i++)
+        {
+            double expected = Math.Exp(input[i]);
+            Assert.True(Math.Abs(output[i] - expected) <= 2.5e-7 * expected, $"exp({input[i]}): expected {expected}, got {output[i]}");
+        }
+        Assert.Equal(1f, output[0]);
+        // Far outside the range: vanishingly small or saturated, never infinite, negative or NaN.
+        float[] tiny = Enumerable.Repeat(-1000f, 16).ToArray();
+        VectorMath.Exp(tiny, tiny);
+        Assert.All(tiny, v => Assert.InRange(v, 0f, 1e-37f));
+        float[] huge = Enumerable.Repeat(1000f, 16).ToArray();
+        VectorMath.Exp(huge, huge);
+        Assert.All(huge, v => Assert.InRange(v, 1e38f, float.MaxValue));
+    }
+
+    [Fact]
     public void ArgMaxTakesTheFirstOfTies()
     {
         Assert.Equal(1, VectorMath.ArgMax([1f, 5f, 5f, -2f]));

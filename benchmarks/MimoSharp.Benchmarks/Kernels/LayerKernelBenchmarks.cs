@@ -16,6 +16,7 @@ public class LayerKernelBenchmarks
     private const int Hidden = 4096, HeadDim = 192, ValueDim = 128, Group = 16, KvHeads = 4, QueryHeads = 64;
     private float[] _keys = null!, _values = null!, _queries = null!, _output = null!;
     private float[] _max = null!, _sum = null!, _acc = null!, _scratch = null!;
+    private float[] _gateSource = null!;
     private float[] _x = null!, _weight = null!, _y = null!, _gate = null!, _up = null!, _heads = null!, _cos = null!, _sin = null!;
     private Rope _rope = null!;
 
@@ -39,7 +40,8 @@ public class LayerKernelBenchmarks
         _x = Random(Hidden);
         _weight = Random(Hidden);
         _y = new float[Hidden];
-        _gate = Random(2048);
+        _gateSource = Random(2048);
+        _gate = new float[2048];
         _up = Random(2048);
         _heads = Random(QueryHeads * HeadDim);
         _rope = new Rope(64, 5_000_000);
@@ -60,8 +62,13 @@ public class LayerKernelBenchmarks
     [Benchmark]
     public void RmsNorm() => VectorMath.RmsNorm(_x, _weight, 1e-5f, _y);
 
+    /// <summary>SwiGLU over an expert's width, from fresh gate values each call (in place, repeated calls would drift the inputs).</summary>
     [Benchmark]
-    public void SwiGlu() => VectorMath.SwiGlu(_gate, _up);
+    public void SwiGlu()
+    {
+        _gateSource.CopyTo(_gate, 0);
+        VectorMath.SwiGlu(_gate, _up);
+    }
 
     [Benchmark]
     public void RopeAllQueryHeads()

@@ -183,11 +183,16 @@ public static unsafe class AttentionKernel
                 m[h] = newMax;
             }
             var shift = Vector512.Create(newMax);
-            lo = Vector512.Exp(lo - shift);
-            hi = Vector512.Exp(hi - shift);
+            lo = VectorMath.Exp(lo - shift);
+            hi = VectorMath.Exp(hi - shift);
             lo.Store(sh);
             hi.Store(sh + 16);
-            l[h] += Vector512.Sum(lo + hi);
+            float blockSum = 0;
+            for (int j = 0; j < block; j++)
+            {
+                blockSum += sh[j]; // lanes past the block (clamped -inf) are left out
+            }
+            l[h] += blockSum;
         }
         for (int h = 0; h < heads; h++)
         {

