@@ -48,7 +48,7 @@ public sealed class AttentionKernelTests
     public static TheoryData<int, int, int, int, bool> Cases()
     {
         var data = new TheoryData<int, int, int, int, bool>();
-        foreach ((int heads, int headDim, int valueDim) in new[] { (1, 192, 128), (4, 192, 128), (3, 64, 32), (8, 7, 5), (2, 33, 17) })
+        foreach ((int heads, int headDim, int valueDim) in new[] { (1, 192, 128), (4, 192, 128), (8, 192, 128), (6, 64, 64), (3, 64, 32), (8, 7, 5), (2, 33, 17) })
         {
             foreach (int count in new[] { 0, 1, 31, 32, 33, 100 })
             {

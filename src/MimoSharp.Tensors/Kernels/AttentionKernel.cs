@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MimoSharp.Tensors.Kernels;
 
@@ -139,25 +140,75 @@ public static unsafe class AttentionKernel
     private static void BlockV512(float* q, int heads, int headDim, float* k, int keyStride, float* v, int valueStride, int valueDim,
         int block, float scale, float* m, float* l, float* a, float* s)
     {
-        for (int j = 0; j < block; j++)
+        // Scores four keys at a time per head: four independent FMA chains, each query slice loaded once.
+        int j4 = 0;
+        for (; j4 + 4 <= block; j4 += 4)
+        {
+            float* k0 = k + (long)j4 * keyStride, k1 = k0 + keyStride, k2 = k1 + keyStride, k3 = k2 + keyStride;
+            int h = 0;
+            for (; h + 4 <= heads; h += 4)
+            {
+                // 4 heads x 4 keys register tile: per 16 dims, 8 loads feed 16 FMAs.
+                float* q0 = q + h * headDim, q1 = q0 + headDim, q2 = q1 + headDim, q3 = q2 + headDim;
+                Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+                Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+                Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+                Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+                for (int d = 0; d < headDim; d += 16)
+                {
+                    var kv0 = Vector512.Load(k0 + d);
+                    var kv1 = Vector512.Load(k1 + d);
+                    var kv2 = Vector512.Load(k2 + d);
+                    var kv3 = Vector512.Load(k3 + d);
+                    var qv = Vector512.Load(q0 + d);
+                    a00 = Vector512.FusedMultiplyAdd(qv, kv0, a00); a01 = Vector512.FusedMultiplyAdd(qv, kv1, a01);
+                    a02 = Vector512.FusedMultiplyAdd(qv, kv2, a02); a03 = Vector512.FusedMultiplyAdd(qv, kv3, a03);
+                    qv = Vector512.Load(q1 + d);
+                    a10 = Vector512.FusedMultiplyAdd(qv, kv0, a10); a11 = Vector512.FusedMultiplyAdd(qv, kv1, a11);
+                    a12 = Vector512.FusedMultiplyAdd(qv, kv2, a12); a13 = Vector512.FusedMultiplyAdd(qv, kv3, a13);
+                    qv = Vector512.Load(q2 + d);
+                    a20 = Vector512.FusedMultiplyAdd(qv, kv0, a20); a21 = Vector512.FusedMultiplyAdd(qv, kv1, a21);
+                    a22 = Vector512.FusedMultiplyAdd(qv, kv2, a22); a23 = Vector512.FusedMultiplyAdd(qv, kv3, a23);
+                    qv = Vector512.Load(q3 + d);
+                    a30 = Vector512.FusedMultiplyAdd(qv, kv0, a30); a31 = Vector512.FusedMultiplyAdd(qv, kv1, a31);
+                    a32 = Vector512.FusedMultiplyAdd(qv, kv2, a32); a33 = Vector512.FusedMultiplyAdd(qv, kv3, a33);
+                }
+                var sc = Vector128.Create(scale);
+                (Sum4(a00, a01, a02, a03) * sc).Store(s + h * KeyBlock + j4);
+                (Sum4(a10, a11, a12, a13) * sc).Store(s + (h + 1) * KeyBlock + j4);
+                (Sum4(a20, a21, a22, a23) * sc).Store(s + (h + 2) * KeyBlock + j4);
+                (Sum4(a30, a31, a32, a33) * sc).Store(s + (h + 3) * KeyBlock + j4);
+            }
+            for (; h < heads; h++)
+            {
+                float* qh = q + h * headDim;
+                var d0 = Vector512<float>.Zero;
+                var d1 = Vector512<float>.Zero;
+                var d2 = Vector512<float>.Zero;
+                var d3 = Vector512<float>.Zero;
+                for (int d = 0; d < headDim; d += 16)
+                {
+                    var qv = Vector512.Load(qh + d);
+                    d0 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k0 + d), d0);
+                    d1 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k1 + d), d1);
+                    d2 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k2 + d), d2);
+                    d3 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k3 + d), d3);
+                }
+                (Sum4(d0, d1, d2, d3) * Vector128.Create(scale)).Store(s + h * KeyBlock + j4);
+            }
+        }
+        for (int j = j4; j < block; j++)
         {
             float* key = k + (long)j * keyStride;
             for (int h = 0; h < heads; h++)
             {
                 float* qh = q + h * headDim;
                 var d0 = Vector512<float>.Zero;
-                var d1 = Vector512<float>.Zero;
-                int d = 0;
-                for (; d + 32 <= headDim; d += 32)
-                {
-                    d0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d), Vector512.Load(key + d), d0);
-                    d1 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d + 16), Vector512.Load(key + d + 16), d1);
-                }
-                if (d < headDim)
+                for (int d = 0; d < headDim; d += 16)
                 {
                     d0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d), Vector512.Load(key + d), d0);
                 }
-                s[h * KeyBlock + j] = Vector512.Sum(d0 + d1) * scale;
+                s[h * KeyBlock + j] = Vector512.Sum(d0) * scale;
             }
         }
         for (int h = 0; h < heads; h++)
@@ -194,11 +245,74 @@ public static unsafe class AttentionKernel
             }
             l[h] += blockSum;
         }
-        for (int h = 0; h < heads; h++)
+        // acc[h] += Σ_j p[h, j] v_j. Four heads x 64 value lanes in 16 registers: per key, 4 broadcasts and
+        // 4 loads feed 16 FMAs; then the remaining heads 64 lanes at a time.
+        int hv = 0;
+        if (valueDim % 64 == 0)
+        {
+            for (; hv + 4 <= heads; hv += 4)
+            {
+                float* s0 = s + hv * KeyBlock, s1 = s0 + KeyBlock, s2 = s1 + KeyBlock, s3 = s2 + KeyBlock;
+                for (int d = 0; d < valueDim; d += 64)
+                {
+                    float* o0 = a + hv * valueDim + d, o1 = o0 + valueDim, o2 = o1 + valueDim, o3 = o2 + valueDim;
+                    Vector512<float> c00 = Vector512.Load(o0), c01 = Vector512.Load(o0 + 16), c02 = Vector512.Load(o0 + 32), c03 = Vector512.Load(o0 + 48);
+                    Vector512<float> c10 = Vector512.Load(o1), c11 = Vector512.Load(o1 + 16), c12 = Vector512.Load(o1 + 32), c13 = Vector512.Load(o1 + 48);
+                    Vector512<float> c20 = Vector512.Load(o2), c21 = Vector512.Load(o2 + 16), c22 = Vector512.Load(o2 + 32), c23 = Vector512.Load(o2 + 48);
+                    Vector512<float> c30 = Vector512.Load(o3), c31 = Vector512.Load(o3 + 16), c32 = Vector512.Load(o3 + 32), c33 = Vector512.Load(o3 + 48);
+                    for (int j = 0; j < block; j++)
+                    {
+                        float* vj = v + (long)j * valueStride + d;
+                        var v0 = Vector512.Load(vj);
+                        var v1 = Vector512.Load(vj + 16);
+                        var v2 = Vector512.Load(vj + 32);
+                        var v3 = Vector512.Load(vj + 48);
+                        var p = Vector512.Create(s0[j]);
+                        c00 = Vector512.FusedMultiplyAdd(p, v0, c00); c01 = Vector512.FusedMultiplyAdd(p, v1, c01);
+                        c02 = Vector512.FusedMultiplyAdd(p, v2, c02); c03 = Vector512.FusedMultiplyAdd(p, v3, c03);
+                        p = Vector512.Create(s1[j]);
+                        c10 = Vector512.FusedMultiplyAdd(p, v0, c10); c11 = Vector512.FusedMultiplyAdd(p, v1, c11);
+                        c12 = Vector512.FusedMultiplyAdd(p, v2, c12); c13 = Vector512.FusedMultiplyAdd(p, v3, c13);
+                        p = Vector512.Create(s2[j]);
+                        c20 = Vector512.FusedMultiplyAdd(p, v0, c20); c21 = Vector512.FusedMultiplyAdd(p, v1, c21);
+                        c22 = Vector512.FusedMultiplyAdd(p, v2, c22); c23 = Vector512.FusedMultiplyAdd(p, v3, c23);
+                        p = Vector512.Create(s3[j]);
+                        c30 = Vector512.FusedMultiplyAdd(p, v0, c30); c31 = Vector512.FusedMultiplyAdd(p, v1, c31);
+                        c32 = Vector512.FusedMultiplyAdd(p, v2, c32); c33 = Vector512.FusedMultiplyAdd(p, v3, c33);
+                    }
+                    c00.Store(o0); c01.Store(o0 + 16); c02.Store(o0 + 32); c03.Store(o0 + 48);
+                    c10.Store(o1); c11.Store(o1 + 16); c12.Store(o1 + 32); c13.Store(o1 + 48);
+                    c20.Store(o2); c21.Store(o2 + 16); c22.Store(o2 + 32); c23.Store(o2 + 48);
+                    c30.Store(o3); c31.Store(o3 + 16); c32.Store(o3 + 32); c33.Store(o3 + 48);
+                }
+            }
+        }
+        for (int h = hv; h < heads; h++)
         {
             float* sh = s + h * KeyBlock;
             float* ah = a + h * valueDim;
-            for (int d = 0; d < valueDim; d += 16)
+            int d = 0;
+            for (; d + 64 <= valueDim; d += 64)
+            {
+                var a0 = Vector512.Load(ah + d);
+                var a1 = Vector512.Load(ah + d + 16);
+                var a2 = Vector512.Load(ah + d + 32);
+                var a3 = Vector512.Load(ah + d + 48);
+                for (int j = 0; j < block; j++)
+                {
+                    var p = Vector512.Create(sh[j]);
+                    float* vj = v + (long)j * valueStride + d;
+                    a0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj), a0);
+                    a1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 16), a1);
+                    a2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 32), a2);
+                    a3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 48), a3);
+                }
+                a0.Store(ah + d);
+                a1.Store(ah + d + 16);
+                a2.Store(ah + d + 32);
+                a3.Store(ah + d + 48);
+            }
+            for (; d < valueDim; d += 16)
             {
                 var acc = Vector512.Load(ah + d);
                 for (int j = 0; j < block; j++)
@@ -208,6 +322,20 @@ public static unsafe class AttentionKernel
                 acc.Store(ah + d);
             }
         }
+    }
+
+    /// <summary>[Σ a, Σ b, Σ c, Σ d] of four vectors: halve each to 4 lanes, then one 4x4 transpose-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        Vector256<float> a8 = a.GetLower() + a.GetUpper(), b8 = b.GetLower() + b.GetUpper();
+        Vector256<float> c8 = c.GetLower() + c.GetUpper(), d8 = d.GetLower() + d.GetUpper();
+        Vector128<float> a4 = a8.GetLower() + a8.GetUpper(), b4 = b8.GetLower() + b8.GetUpper();
+        Vector128<float> c4 = c8.GetLower() + c8.GetUpper(), d4 = d8.GetLower() + d8.GetUpper();
+        // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d; then fold the halves.
+        Vector128<float> ab = Sse.UnpackLow(a4, b4) + Sse.UnpackHigh(a4, b4);
+        Vector128<float> cd = Sse.UnpackLow(c4, d4) + Sse.UnpackHigh(c4, d4);
+        return Sse.MoveLowToHigh(ab, cd) + Sse.MoveHighToLow(cd, ab);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
