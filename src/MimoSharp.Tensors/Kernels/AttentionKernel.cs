@@ -174,10 +174,10 @@ public static unsafe class AttentionKernel
                     a32 = Vector512.FusedMultiplyAdd(qv, kv2, a32); a33 = Vector512.FusedMultiplyAdd(qv, kv3, a33);
                 }
                 var sc = Vector128.Create(scale);
-                (Sum4(a00, a01, a02, a03) * sc).Store(s + h * KeyBlock + j4);
-                (Sum4(a10, a11, a12, a13) * sc).Store(s + (h + 1) * KeyBlock + j4);
-                (Sum4(a20, a21, a22, a23) * sc).Store(s + (h + 2) * KeyBlock + j4);
-                (Sum4(a30, a31, a32, a33) * sc).Store(s + (h + 3) * KeyBlock + j4);
+                (VectorMath.Sum4(a00, a01, a02, a03) * sc).Store(s + h * KeyBlock + j4);
+                (VectorMath.Sum4(a10, a11, a12, a13) * sc).Store(s + (h + 1) * KeyBlock + j4);
+                (VectorMath.Sum4(a20, a21, a22, a23) * sc).Store(s + (h + 2) * KeyBlock + j4);
+                (VectorMath.Sum4(a30, a31, a32, a33) * sc).Store(s + (h + 3) * KeyBlock + j4);
             }
             for (; h < heads; h++)
             {
@@ -194,7 +194,7 @@ public static unsafe class AttentionKernel
                     d2 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k2 + d), d2);
                     d3 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k3 + d), d3);
                 }
-                (Sum4(d0, d1, d2, d3) * Vector128.Create(scale)).Store(s + h * KeyBlock + j4);
+                (VectorMath.Sum4(d0, d1, d2, d3) * Vector128.Create(scale)).Store(s + h * KeyBlock + j4);
             }
         }
         for (int j = j4; j < block; j++)
@@ -322,20 +322,6 @@ public static unsafe class AttentionKernel
                 acc.Store(ah + d);
             }
         }
-    }
-
-    /// <summary>[Σ a, Σ b, Σ c, Σ d] of four vectors: halve each to 4 lanes, then one 4x4 transpose-add.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
-    {
-        Vector256<float> a8 = a.GetLower() + a.GetUpper(), b8 = b.GetLower() + b.GetUpper();
-        Vector256<float> c8 = c.GetLower() + c.GetUpper(), d8 = d.GetLower() + d.GetUpper();
-        Vector128<float> a4 = a8.GetLower() + a8.GetUpper(), b4 = b8.GetLower() + b8.GetUpper();
-        Vector128<float> c4 = c8.GetLower() + c8.GetUpper(), d4 = d8.GetLower() + d8.GetUpper();
-        // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d; then fold the halves.
-        Vector128<float> ab = Sse.UnpackLow(a4, b4) + Sse.UnpackHigh(a4, b4);
-        Vector128<float> cd = Sse.UnpackLow(c4, d4) + Sse.UnpackHigh(c4, d4);
-        return Sse.MoveLowToHigh(ab, cd) + Sse.MoveHighToLow(cd, ab);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -349,10 +349,7 @@ public static unsafe class MatMul
             acc2 = Vector512.FusedMultiplyAdd(b2, Vector512.Create(s2[b]), acc2);
             acc3 = Vector512.FusedMultiplyAdd(b3, Vector512.Create(s3[b]), acc3);
         }
-        y[0] = Vector512.Sum(acc0) + tail0;
-        y[1] = Vector512.Sum(acc1) + tail1;
-        y[2] = Vector512.Sum(acc2) + tail2;
-        y[3] = Vector512.Sum(acc3) + tail3;
+        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
     }
 
     /// <summary>One FP8 row against the prescaled x (Vector256, scalar tails).</summary>
@@ -466,10 +463,7 @@ public static unsafe class MatMul
             acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
             acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
         }
-        y[0] = Vector512.Sum(acc0);
-        y[1] = Vector512.Sum(acc1);
-        y[2] = Vector512.Sum(acc2);
-        y[3] = Vector512.Sum(acc3);
+        VectorMath.Sum4(acc0, acc1, acc2, acc3).Store(y);
         if (c < cols)
         {
             // The ragged last group (g < groups here).
@@ -563,10 +557,8 @@ public static unsafe class MatMul
             acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
             acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
         }
-        y[0] = Vector512.Sum(acc0) + Q4TailScalar(p0, g, cols, x, s0);
-        y[1] = Vector512.Sum(acc1) + Q4TailScalar(p1, g, cols, x, s1);
-        y[2] = Vector512.Sum(acc2) + Q4TailScalar(p2, g, cols, x, s2);
-        y[3] = Vector512.Sum(acc3) + Q4TailScalar(p3, g, cols, x, s3);
+        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(Q4TailScalar(p0, g, cols, x, s0), Q4TailScalar(p1, g, cols, x, s1),
+            Q4TailScalar(p2, g, cols, x, s2), Q4TailScalar(p3, g, cols, x, s3))).Store(y);
     }
 
     /// <summary>One Q4_0 row against x (Vector256): 8 bytes give codes j..j+7 (low nibbles) and j+16..j+23 (high).</summary>
@@ -673,10 +665,7 @@ public static unsafe class MatMul
             t2 += Bf16Scalar(p2[c]) * xc;
             t3 += Bf16Scalar(p3[c]) * xc;
         }
-        y[0] = Vector512.Sum(acc0) + t0;
-        y[1] = Vector512.Sum(acc1) + t1;
-        y[2] = Vector512.Sum(acc2) + t2;
-        y[3] = Vector512.Sum(acc3) + t3;
+        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(t0, t1, t2, t3)).Store(y);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -736,10 +725,10 @@ public static unsafe class MatMul
             a32 = Vector512.FusedMultiplyAdd(w2, v, a32); a33 = Vector512.FusedMultiplyAdd(w3, v, a33);
         }
         float* o0 = y, o1 = y + yStride, o2 = o1 + yStride, o3 = o2 + yStride;
-        o0[0] = Vector512.Sum(a00); o0[1] = Vector512.Sum(a01); o0[2] = Vector512.Sum(a02); o0[3] = Vector512.Sum(a03);
-        o1[0] = Vector512.Sum(a10); o1[1] = Vector512.Sum(a11); o1[2] = Vector512.Sum(a12); o1[3] = Vector512.Sum(a13);
-        o2[0] = Vector512.Sum(a20); o2[1] = Vector512.Sum(a21); o2[2] = Vector512.Sum(a22); o2[3] = Vector512.Sum(a23);
-        o3[0] = Vector512.Sum(a30); o3[1] = Vector512.Sum(a31); o3[2] = Vector512.Sum(a32); o3[3] = Vector512.Sum(a33);
+        VectorMath.Sum4(a00, a01, a02, a03).Store(o0);
+        VectorMath.Sum4(a10, a11, a12, a13).Store(o1);
+        VectorMath.Sum4(a20, a21, a22, a23).Store(o2);
+        VectorMath.Sum4(a30, a31, a32, a33).Store(o3);
         for (; c < cols; c++)
         {
             for (int u = 0; u < 4; u++)
@@ -781,9 +770,6 @@ public static unsafe class MatMul
             t2 += r2[c] * xc;
             t3 += r3[c] * xc;
         }
-        y[0] = Vector512.Sum(acc0) + t0;
-        y[1] = Vector512.Sum(acc1) + t1;
-        y[2] = Vector512.Sum(acc2) + t2;
-        y[3] = Vector512.Sum(acc3) + t3;
+        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(t0, t1, t2, t3)).Store(y);
     }
 }

@@ -340,4 +340,19 @@ public static unsafe class VectorMath
         var twoToN = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
         return p * twoToN;
     }
+
+    /// <summary>[Σ a, Σ b, Σ c, Σ d] of four vectors: halve each to 4 lanes, then one 4x4 transpose-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        Vector256<float> a8 = a.GetLower() + a.GetUpper(), b8 = b.GetLower() + b.GetUpper();
+        Vector256<float> c8 = c.GetLower() + c.GetUpper(), d8 = d.GetLower() + d.GetUpper();
+        Vector128<float> a4 = a8.GetLower() + a8.GetUpper(), b4 = b8.GetLower() + b8.GetUpper();
+        Vector128<float> c4 = c8.GetLower() + c8.GetUpper(), d4 = d8.GetLower() + d8.GetUpper();
+        // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d; then fold the halves.
+        Vector128<float> ab = Sse.UnpackLow(a4, b4) + Sse.UnpackHigh(a4, b4);
+        Vector128<float> cd = Sse.UnpackLow(c4, d4) + Sse.UnpackHigh(c4, d4);
+        return Sse.MoveLowToHigh(ab, cd) + Sse.MoveHighToLow(cd, ab);
+    }
+
 }
