@@ -1,3 +1,4 @@
+using MimoSharp.Tensors.Quantization;
 using MimoSharp.Models.Configuration;
 using MimoSharp.Models.Loading;
 using MimoSharp.Tensors;
@@ -62,6 +63,28 @@ public sealed record ModelSummary
             {
                 string key = DTypes.ToSafetensorsName(entry.DType);
                 bytes[key] = bytes.GetValueOrDefault(key) + entry.ByteLength;
+            }
+        }
+        else if (config.QuantizationConfig is { QuantMethod: QuantizationConfig.GroupMethod } group)
+        {
+            // What `mimo quantize` writes: I8 codes or packed U8 nibbles plus F32 scales per 32 weights.
+            bool q4 = group.Format == QuantizationConfig.Q4Format;
+            foreach (TensorSpec spec in specs)
+            {
+                if (Creation.CheckpointQuantizer.IsQuantized(spec.Role) && spec.Shape.Length == 2)
+                {
+                    long rows = spec.Shape[0];
+                    int groups = GroupQuantizer.GroupsPerRow(spec.Shape[1]);
+                    string key = q4 ? "U8" : "I8";
+                    bytes[key] = bytes.GetValueOrDefault(key) + (q4 ? rows * groups * (WeightMatrix.GroupSize / 2) : spec.Elements);
+                    bytes["F32"] = bytes.GetValueOrDefault("F32") + rows * groups * sizeof(float);
+                }
+                else
+                {
+                    DType dtype = CheckpointLayout.StoredDType(spec.Role, false);
+                    string key = DTypes.ToSafetensorsName(dtype);
+                    bytes[key] = bytes.GetValueOrDefault(key) + spec.Elements * DTypes.SizeOf(dtype);
+                }
             }
         }
         else

@@ -124,6 +124,20 @@ public sealed class QuantizedCheckpointTests
     }
 
     [Fact]
+    public void SizesEstimatedFromTheConfigAloneMatchTheQuantizedFiles()
+    {
+        (_, string q8, string q4) = s_models.Value;
+        foreach (string dir in new[] { q8, q4 })
+        {
+            MimoConfig config = MimoConfig.Load(dir);
+            using Checkpoint checkpoint = Checkpoint.Open(dir);
+            ModelSummary fromFiles = ModelSummary.From(config, checkpoint);
+            ModelSummary fromConfig = ModelSummary.From(config, null, MimoWeights.CountMtpHeads(checkpoint));
+            Assert.Equal(fromFiles.BytesByDType.OrderBy(p => p.Key), fromConfig.BytesByDType.OrderBy(p => p.Key));
+        }
+    }
+
+    [Fact]
     public void ReadAndMappedWeightsGiveTheSameLogits()
     {
         (_, string q8, _) = s_models.Value;

@@ -112,7 +112,8 @@ public static class CheckpointQuantizer
         return new QuantizeReport(quantized, copied, inputBytes, outputBytes);
     }
 
-    private static bool IsQuantized(TensorRole role) =>
+    /// <summary>Whether `mimo quantize` quantizes tensors of this role (projections, embedding, LM head; not norms, router, biases).</summary>
+    public static bool IsQuantized(TensorRole role) =>
         role is TensorRole.QuantizableProjection or TensorRole.DenseProjection or TensorRole.LmHead or TensorRole.Embedding;
 
     private static TensorToWrite Copy(TensorEntry entry) =>
