@@ -529,8 +529,9 @@ public static unsafe class MatMul
         var acc1 = Vector512<float>.Zero;
         var acc2 = Vector512<float>.Zero;
         var acc3 = Vector512<float>.Zero;
-        var low = Vector512.Create(15);
-        var eight = Vector512.Create(8f);
+        // Code q decodes to q - 8 by table: vpermps picks lane (index & 15) of the table, so the low nibble
+        // needs no mask and neither nibble a conversion.
+        var table = Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
         int g = 0;
         for (; (g + 1) * Group <= cols; g++)
         {
@@ -538,20 +539,14 @@ public static unsafe class MatMul
             Sse.Prefetch0(p0 + 4 * stride + 64 * g);
             var xa = Vector512.Load(x + c);
             var xb = Vector512.Load(x + c + 16);
-            // Σ (q - 8) x over the group, per lane: q_lo · xa + q_hi · xb - 8 (xa + xb).
-            var offset = (xa + xb) * eight;
             var v0 = Avx512F.ConvertToVector512Int32(Vector128.Load(p0 + 16 * g));
             var v1 = Avx512F.ConvertToVector512Int32(Vector128.Load(p1 + 16 * g));
             var v2 = Avx512F.ConvertToVector512Int32(Vector128.Load(p2 + 16 * g));
             var v3 = Avx512F.ConvertToVector512Int32(Vector128.Load(p3 + 16 * g));
-            var g0 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v0, 4)), xb,
-                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v0 & low), xa, -offset));
-            var g1 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v1, 4)), xb,
-                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v1 & low), xa, -offset));
-            var g2 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v2, 4)), xb,
-                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v2 & low), xa, -offset));
-            var g3 = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v3, 4)), xb,
-                Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v3 & low), xa, -offset));
+            var g0 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v0, 4)), xb, Avx512F.PermuteVar16x32(table, v0) * xa);
+            var g1 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v1, 4)), xb, Avx512F.PermuteVar16x32(table, v1) * xa);
+            var g2 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v2, 4)), xb, Avx512F.PermuteVar16x32(table, v2) * xa);
+            var g3 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v3, 4)), xb, Avx512F.PermuteVar16x32(table, v3) * xa);
             acc0 = Vector512.FusedMultiplyAdd(g0, Vector512.Create(s0[g]), acc0);
             acc1 = Vector512.FusedMultiplyAdd(g1, Vector512.Create(s1[g]), acc1);
             acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
