@@ -4,11 +4,12 @@
 #   MimoSharp: `mimo create-random --preset small` (FP8 + block scales, as the real checkpoint), mimo bench;
 #              and the same model through `mimo quantize --type q8_0 / q4_0`, format for format against llama.cpp's.
 # Prints both and their ratios. Long (llama.cpp builds in ~20 min on 2 cores): not a test.
-# Usage: bash benchmarks/side-by-side.sh LLAMA_GIT_DIR [THREADS=2] [COMMIT]
+# Usage: [ROUNDS=2] bash benchmarks/side-by-side.sh LLAMA_GIT_DIR [THREADS=2] [COMMIT]
 #   LLAMA_GIT_DIR: a git directory of llama.cpp's public repository (any clone or mirror).
 set -euo pipefail
 GIT_DIR="${1:?usage: side-by-side.sh LLAMA_GIT_DIR [THREADS] [COMMIT]}"
 THREADS="${2:-2}"
+ROUNDS="${ROUNDS:-2}"
 COMMIT="${3:-0a50d9909a3478e82679f505bf8595d1eee4b0a8}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -33,32 +34,40 @@ if [ ! -f "$WORK/mimo2-q8_0.gguf" ] || [ ! -f "$WORK/mimo2-q4_0.gguf" ]; then
 fi
 
 # Q8_0 against our FP8 (the checkpoint's own format) and our Q8_0; Q4_0 against our Q4_0.
-for t in q8_0 q4_0; do
-  cat "$WORK/mimo2-$t.gguf" > /dev/null   # page it in, as mimo reads its weights into memory
-  /tmp/llama.cpp/build/bin/llama-bench -m "$WORK/mimo2-$t.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-$t.json"
-done
-"$MIMO" bench --model "$WORK/small" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo.json"
-for t in q8_0 q4_0; do
-  "$MIMO" bench --model "$WORK/small-$t" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo-$t.json"
+# This kind of host shares memory bandwidth with its neighbours (it swings 2x within minutes), so the
+# runs alternate, ROUNDS times, and the table shows each one's mean over the rounds.
+for t in q8_0 q4_0; do cat "$WORK/mimo2-$t.gguf" > /dev/null; done   # page them in, as mimo reads its weights into memory
+for round in $(seq 1 "$ROUNDS"); do
+  /tmp/llama.cpp/build/bin/llama-bench -m "$WORK/mimo2-q8_0.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-q8_0.$round.json"
+  "$MIMO" bench --model "$WORK/small" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo.$round.json"
+  "$MIMO" bench --model "$WORK/small-q8_0" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo-q8_0.$round.json"
+  /tmp/llama.cpp/build/bin/llama-bench -m "$WORK/mimo2-q4_0.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-q4_0.$round.json"
+  "$MIMO" bench --model "$WORK/small-q4_0" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo-q4_0.$round.json"
 done
 
-/usr/bin/python3 - "$WORK" <<'PY'
+/usr/bin/python3 - "$WORK" "$ROUNDS" <<'PY'
 import json, sys, os
-work = sys.argv[1]
-def load(name): return json.load(open(os.path.join(work, name)))
+work, rounds = sys.argv[1], int(sys.argv[2])
+def load(name, r): return json.load(open(os.path.join(work, f"{name}.{r}.json")))
+def mean(values): return sum(values) / len(values)
 def llama(name):
-    runs = load(name)
-    return next(r["avg_ts"] for r in runs if r["n_prompt"] > 0), next(r["avg_ts"] for r in runs if r["n_gen"] > 0)
-rows = [("llama.cpp Q8_0", "MimoSharp FP8", llama("llama-q8_0.json"), load("mimo.json")),
-        ("llama.cpp Q8_0", "MimoSharp Q8_0", llama("llama-q8_0.json"), load("mimo-q8_0.json")),
-        ("llama.cpp Q4_0", "MimoSharp Q4_0", llama("llama-q4_0.json"), load("mimo-q4_0.json"))]
+    runs = [load(name, r) for r in range(1, rounds + 1)]
+    pp = mean([next(x["avg_ts"] for x in run if x["n_prompt"] > 0) for run in runs])
+    tg = mean([next(x["avg_ts"] for x in run if x["n_gen"] > 0) for run in runs])
+    return pp, tg
+def ours(name):
+    runs = [load(name, r) for r in range(1, rounds + 1)]
+    return {k: mean([run[k] for run in runs]) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+rows = [("llama.cpp Q8_0", "MimoSharp FP8", llama("llama-q8_0"), ours("mimo")),
+        ("llama.cpp Q8_0", "MimoSharp Q8_0", llama("llama-q8_0"), ours("mimo-q8_0")),
+        ("llama.cpp Q4_0", "MimoSharp Q4_0", llama("llama-q4_0"), ours("mimo-q4_0"))]
+print(f"mean of {rounds} alternating rounds")
 print(f"{'':34}{'prefill 512 tok/s':>20}{'ratio':>7}{'decode 128 tok/s':>20}{'ratio':>7}")
-for peer, ours, (pp, tg), m in rows:
+for peer, name, (pp, tg), m in rows:
     print(f"{peer:34}{pp:20.1f}{'':7}{tg:20.1f}")
-    print(f"{ours:34}{m['prefill_tokens_per_s']:20.1f}{m['prefill_tokens_per_s'] / pp:7.2f}{m['decode_tokens_per_s']:20.1f}{m['decode_tokens_per_s'] / tg:7.2f}")
-bw = load("mimo.json")["machine_read_bandwidth_bytes_per_s"]
-for name, file in (("FP8", "mimo.json"), ("Q8_0", "mimo-q8_0.json"), ("Q4_0", "mimo-q4_0.json")):
-    m = load(file)
+    print(f"{name:34}{m['prefill_tokens_per_s']:20.1f}{m['prefill_tokens_per_s'] / pp:7.2f}{m['decode_tokens_per_s']:20.1f}{m['decode_tokens_per_s'] / tg:7.2f}")
+for name, file in (("FP8", "mimo"), ("Q8_0", "mimo-q8_0"), ("Q4_0", "mimo-q4_0")):
+    m = ours(file)
     print(f"MimoSharp {name}: {m['weight_bytes_per_token'] / 1e6:.0f} MB of weights per token, "
           f"{m['decode_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s ({m['decode_bandwidth_bytes_per_s'] / m['machine_read_bandwidth_bytes_per_s']:.0%} of the machine's "
           f"{m['machine_read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s), peak resident {m['peak_resident_bytes'] / 2**30:.2f} GiB "
