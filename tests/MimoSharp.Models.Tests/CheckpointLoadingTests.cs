@@ -113,7 +113,8 @@ public sealed class CheckpointLoadingTests
     }
 
     /// <summary>Rewrites one entry of a single-file checkpoint's header (same length, space padded).</summary>
-    private static string EditHeader(Func<string, string> edit, string? source = null)
+    /// <summary>A copy of <paramref name="source"/> (default: the tiny single-file model) whose safetensors header is edited in place.</summary>
+    internal static string EditHeader(Func<string, string> edit, string? source = null)
     {
         string dir = Copy(source ?? Single());
         string path = Path.Combine(dir, Checkpoint.SingleFileName);

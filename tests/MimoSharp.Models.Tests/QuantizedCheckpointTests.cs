@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-using System.Text;
 using MimoSharp.Models.Configuration;
 using MimoSharp.Models.Creation;
 using MimoSharp.Models.Loading;
@@ -156,24 +154,7 @@ public sealed class QuantizedCheckpointTests
         Assert.Equal(read, mapped);
     }
 
-    private static string EditQ8Header(Func<string, string> edit)
-    {
-        (_, string q8, _) = s_models.Value;
-        string dir = RandomModels.TempDir("broken-q8");
-        foreach (string file in Directory.GetFiles(q8))
-        {
-            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
-        }
-        string path = Path.Combine(dir, Checkpoint.SingleFileName);
-        byte[] bytes = File.ReadAllBytes(path);
-        int length = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        string header = Encoding.UTF8.GetString(bytes, 8, length);
-        string edited = edit(header);
-        Assert.NotEqual(header, edited);
-        Encoding.UTF8.GetBytes(edited.PadRight(length)).CopyTo(bytes, 8);
-        File.WriteAllBytes(path, bytes);
-        return dir;
-    }
+    private static string EditQ8Header(Func<string, string> edit) => CheckpointLoadingTests.EditHeader(edit, s_models.Value.Q8);
 
     [Fact]
     public void MissingGroupScalesAreNamed()

@@ -244,32 +244,25 @@ public static unsafe class MatMul
         }
     }
 
-    private static float* PrescaleBuffer(int length)
-    {
-        if (t_prescaledLength < length)
-        {
-            if (t_prescaled != null)
-            {
-                NativeMemory.AlignedFree(t_prescaled);
-            }
-            t_prescaled = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
-            t_prescaledLength = length;
-        }
-        return t_prescaled;
-    }
+    /// <summary>The calling thread's buffer for the FP8 kernels' prescaled activations.</summary>
+    private static float* PrescaleBuffer(int length) => Grow(ref t_prescaled, ref t_prescaledLength, length);
 
-    private static float* Scratch(int length)
+    /// <summary>The calling thread's buffer for dequantized rows.</summary>
+    private static float* Scratch(int length) => Grow(ref t_scratch, ref t_scratchLength, length);
+
+    /// <summary>A per-thread buffer of at least <paramref name="length"/> floats, kept between calls (grown, never shrunk).</summary>
+    private static float* Grow(ref float* buffer, ref int capacity, int length)
     {
-        if (t_scratchLength < length)
+        if (capacity < length)
         {
-            if (t_scratch != null)
+            if (buffer != null)
             {
-                NativeMemory.AlignedFree(t_scratch);
+                NativeMemory.AlignedFree(buffer);
             }
-            t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
-            t_scratchLength = length;
+            buffer = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
+            capacity = length;
         }
-        return t_scratch;
+        return buffer;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
