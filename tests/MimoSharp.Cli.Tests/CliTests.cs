@@ -84,6 +84,30 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void BenchJsonReportsThroughputBytesBandwidthAndMemory()
+    {
+        var (code, output, err) = Run("bench", "--model", Path.Combine(Fixture, "model"), "--prompt-tokens", "8", "--gen-tokens", "4",
+            "--repetitions", "2", "--draft-tokens", "0,1", "--weights", "map", "--threads", "2", "--json");
+        Assert.True(code == 0, err);
+        JsonElement root = JsonDocument.Parse(output).RootElement;
+        foreach (string key in new[] { "prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "peak_resident_bytes", "machine_read_bandwidth_bytes_per_s", "checkpoint_bytes" })
+        {
+            Assert.True(root.GetProperty(key).GetDouble() > 0, $"{key} should be positive");
+        }
+        Assert.Equal("map", root.GetProperty("weight_residency").GetString());
+        Assert.Equal(2, root.GetProperty("runs").GetArrayLength());
+        Assert.True(root.GetProperty("peak_resident_bytes").GetInt64() > root.GetProperty("checkpoint_bytes").GetInt64());
+    }
+
+    [Fact]
+    public void BenchRefusesMoreDraftTokensThanHeads()
+    {
+        var (code, _, err) = Run("bench", "--model", Path.Combine(Fixture, "model"), "--draft-tokens", "4");
+        Assert.NotEqual(0, code);
+        Assert.Contains("0..3", err);
+    }
+
+    [Fact]
     public void QuantizeRefusesAnUnknownType()
     {
         var (code, _, err) = Run("quantize", "--model", Path.Combine(Fixture, "model"), "--output", Temp("q"), "--type", "q2_k");
