@@ -20,7 +20,8 @@ internal static class BenchCommand
         var repetitions = new Option<int>("--repetitions") { Description = "Runs per configuration", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var residency = new Option<WeightResidency>("--weights") { Description = "Read the weights into memory, map them, or Auto (read when they fit in half the memory)", DefaultValueFactory = _ => WeightResidency.Auto };
-        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, residency, json };
+        var isa = new Option<KernelIsa?>("--isa") { Description = "Kernel instruction set: Scalar, Vector256 or Vector512 (default: the widest this machine has)" };
+        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, residency, isa, json };
         command.SetAction(parse =>
         {
             int[] draftCounts = CliParsing.ParseIds(parse.GetValue(drafts)!, "--draft-tokens");
@@ -30,6 +31,10 @@ internal static class BenchCommand
                 {
                     throw new ArgumentException($"--draft-tokens: {d} is outside 0..3");
                 }
+            }
+            if (parse.GetValue(isa) is KernelIsa chosen)
+            {
+                MatMul.Isa = chosen; // throws, naming the widest supported, when the machine lacks it
             }
             using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), Residency = parse.GetValue(residency) });
             long bytesPerToken = m.WeightBytesPerToken;
@@ -57,6 +62,7 @@ internal static class BenchCommand
                     decode_bandwidth_bytes_per_s = decode * bytesPerToken,
                     machine_read_bandwidth_bytes_per_s = machineBandwidth,
                     weight_residency = m.Residency.ToString().ToLowerInvariant(),
+                    kernel_isa = MatMul.Isa.ToString(),
                     peak_resident_bytes = peak,
                     checkpoint_bytes = checkpointBytes,
                     runs = results.Select(r => new
@@ -72,7 +78,7 @@ internal static class BenchCommand
                 return 0;
             }
             output.WriteLine($"weights read per decoded token: {CliParsing.FormatBytes(bytesPerToken)}; checkpoint {CliParsing.FormatBytes(checkpointBytes)} ({m.Residency.ToString().ToLowerInvariant()}); peak resident {CliParsing.FormatBytes(peak)}");
-            output.WriteLine($"machine read bandwidth ({m.Pool.ThreadCount} threads): {machineBandwidth / 1e9:F1} GB/s");
+            output.WriteLine($"machine read bandwidth ({m.Pool.ThreadCount} threads): {machineBandwidth / 1e9:F1} GB/s; kernels {MatMul.Isa}");
             foreach (BenchmarkResult r in results)
             {
                 var (prefill, prefillSd) = BenchmarkResult.Stats(r.PrefillTokensPerSecond);
