@@ -176,6 +176,21 @@ public static unsafe class MatMul
                     }
                 }
             }
+            else if (w.DType is DType.F8E4M3 or DType.BF16)
+            {
+                // AVX2 machines: four rows share each load of x and give four independent FMA chains.
+                for (; r + RowGroup <= rowEnd; r += RowGroup)
+                {
+                    if (w.DType == DType.F8E4M3)
+                    {
+                        Fp8Rows4V256(w, r, XPrescaled, Scales, Y + r);
+                    }
+                    else
+                    {
+                        Bf16Rows4V256((ushort*)w.RowPointer(r), cols, X, Y + r);
+                    }
+                }
+            }
             for (; r < rowEnd; r++)
             {
                 Y[r] = w.DType switch
@@ -208,11 +223,25 @@ public static unsafe class MatMul
                 }
             }
             int outStride = w.Rows;
-            for (int t = 0; t < N; t += Isa == KernelIsa.Vector512 && t + 4 <= N ? 4 : 1)
+            for (int t = 0; t < N; t += Isa == KernelIsa.Vector512 && t + 4 <= N ? 4 : Isa == KernelIsa.Vector256 && t + 2 <= N ? 2 : 1)
             {
                 float* xt = X + (long)t * cols;
                 float* yt = Y + (long)t * outStride + rowStart;
                 int i = 0;
+                if (Isa == KernelIsa.Vector256 && t + 2 <= N)
+                {
+                    // Two tokens against four rows: 8 accumulators (AVX2 has 16 registers).
+                    for (; i + 4 <= rowCount; i += 4)
+                    {
+                        Dot4x2V256(rows + (long)i * cols, cols, xt, yt + i, outStride);
+                    }
+                    for (; i < rowCount; i++)
+                    {
+                        yt[i] = VectorMath.Dot(rows + (long)i * cols, xt, cols);
+                        yt[outStride + i] = VectorMath.Dot(rows + (long)i * cols, xt + cols, cols);
+                    }
+                    continue;
+                }
                 if (Isa == KernelIsa.Vector512)
                 {
                     if (t + 4 <= N)
@@ -343,6 +372,135 @@ public static unsafe class MatMul
             acc3 = Vector512.FusedMultiplyAdd(b3, Vector512.Create(s3[b]), acc3);
         }
         (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
+    }
+
+    /// <summary>Four FP8 rows r..r+3 against the prescaled x with Vector256 (AVX2): y[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Fp8Rows4V256(WeightMatrix w, int r, float* xs, float* scales, float* y)
+    {
+        int cols = w.Cols, blockCols = w.BlockCols;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
+        float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
+        float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
+        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            var b0 = Vector256<float>.Zero;
+            var b1 = Vector256<float>.Zero;
+            var b2 = Vector256<float>.Zero;
+            var b3 = Vector256<float>.Zero;
+            int c = start;
+            for (; c + 8 <= end; c += 8)
+            {
+                var xv = Vector256.Load(xs + c);
+                b0 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p0 + c), xv, b0);
+                b1 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p1 + c), xv, b1);
+                b2 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p2 + c), xv, b2);
+                b3 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p3 + c), xv, b3);
+            }
+            if (c < end)
+            {
+                float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+                for (; c < end; c++)
+                {
+                    float xc = xs[c];
+                    t0 += DecodeFp8Scalar(p0[c]) * xc;
+                    t1 += DecodeFp8Scalar(p1[c]) * xc;
+                    t2 += DecodeFp8Scalar(p2[c]) * xc;
+                    t3 += DecodeFp8Scalar(p3[c]) * xc;
+                }
+                tail0 += t0 * s0[b];
+                tail1 += t1 * s1[b];
+                tail2 += t2 * s2[b];
+                tail3 += t3 * s3[b];
+            }
+            acc0 = Vector256.FusedMultiplyAdd(b0, Vector256.Create(s0[b]), acc0);
+            acc1 = Vector256.FusedMultiplyAdd(b1, Vector256.Create(s1[b]), acc1);
+            acc2 = Vector256.FusedMultiplyAdd(b2, Vector256.Create(s2[b]), acc2);
+            acc3 = Vector256.FusedMultiplyAdd(b3, Vector256.Create(s3[b]), acc3);
+        }
+        y[0] = Vector256.Sum(acc0) + tail0;
+        y[1] = Vector256.Sum(acc1) + tail1;
+        y[2] = Vector256.Sum(acc2) + tail2;
+        y[3] = Vector256.Sum(acc3) + tail3;
+    }
+
+    /// <summary>Four BF16 rows against x with Vector256 (AVX2): y[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Bf16Rows4V256(ushort* p0, int cols, float* x, float* y)
+    {
+        ushort* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
+        int c = 0;
+        for (; c + 8 <= cols; c += 8)
+        {
+            var xv = Vector256.Load(x + c);
+            acc0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p0 + c)), 16).AsSingle(), xv, acc0);
+            acc1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p1 + c)), 16).AsSingle(), xv, acc1);
+            acc2 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p2 + c)), 16).AsSingle(), xv, acc2);
+            acc3 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p3 + c)), 16).AsSingle(), xv, acc3);
+        }
+        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (; c < cols; c++)
+        {
+            float xc = x[c];
+            t0 += Bf16Scalar(p0[c]) * xc;
+            t1 += Bf16Scalar(p1[c]) * xc;
+            t2 += Bf16Scalar(p2[c]) * xc;
+            t3 += Bf16Scalar(p3[c]) * xc;
+        }
+        y[0] = Vector256.Sum(acc0) + t0;
+        y[1] = Vector256.Sum(acc1) + t1;
+        y[2] = Vector256.Sum(acc2) + t2;
+        y[3] = Vector256.Sum(acc3) + t3;
+    }
+
+    /// <summary>Four float rows (stride cols) against two tokens x[0], x[1] (stride cols) with Vector256: y[u · yStride + 0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4x2V256(float* r0, int cols, float* x0, float* y, int yStride)
+    {
+        float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
+        float* x1 = x0 + cols;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
+        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
+        int c = 0;
+        for (; c + 8 <= cols; c += 8)
+        {
+            var w0 = Vector256.Load(r0 + c);
+            var w1 = Vector256.Load(r1 + c);
+            var w2 = Vector256.Load(r2 + c);
+            var w3 = Vector256.Load(r3 + c);
+            var v = Vector256.Load(x0 + c);
+            a00 = Vector256.FusedMultiplyAdd(w0, v, a00); a01 = Vector256.FusedMultiplyAdd(w1, v, a01);
+            a02 = Vector256.FusedMultiplyAdd(w2, v, a02); a03 = Vector256.FusedMultiplyAdd(w3, v, a03);
+            v = Vector256.Load(x1 + c);
+            a10 = Vector256.FusedMultiplyAdd(w0, v, a10); a11 = Vector256.FusedMultiplyAdd(w1, v, a11);
+            a12 = Vector256.FusedMultiplyAdd(w2, v, a12); a13 = Vector256.FusedMultiplyAdd(w3, v, a13);
+        }
+        float* o0 = y, o1 = y + yStride;
+        o0[0] = Vector256.Sum(a00); o0[1] = Vector256.Sum(a01); o0[2] = Vector256.Sum(a02); o0[3] = Vector256.Sum(a03);
+        o1[0] = Vector256.Sum(a10); o1[1] = Vector256.Sum(a11); o1[2] = Vector256.Sum(a12); o1[3] = Vector256.Sum(a13);
+        for (; c < cols; c++)
+        {
+            for (int u = 0; u < 2; u++)
+            {
+                float xv = x0[(long)u * cols + c];
+                float* o = y + (long)u * yStride;
+                o[0] += r0[c] * xv;
+                o[1] += r1[c] * xv;
+                o[2] += r2[c] * xv;
+                o[3] += r3[c] * xv;
+            }
+        }
     }
 
     /// <summary>One FP8 row against the prescaled x (Vector256, scalar tails).</summary>
