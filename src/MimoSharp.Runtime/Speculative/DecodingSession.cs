@@ -76,6 +76,9 @@ public sealed class DecodingSession
     }
 
     public int DraftTokens { get; }
+
+    /// <summary>Prompt tokens per forward during <see cref="Prefill"/> (default 512).</summary>
+    public int PrefillChunk { get; init; } = 512;
     public AcceptanceStats Stats { get; }
     /// <summary>Prompt and generated tokens so far.</summary>
     public IReadOnlyList<int> Tokens => _stream;
@@ -97,10 +100,21 @@ public sealed class DecodingSession
         {
             throw new ArgumentException($"the prompt of {prompt.Length} tokens leaves no room in the context of {limit} (max_position_embeddings)");
         }
-        var hidden = new float[prompt.Length * _model.HiddenSize];
+        // In chunks (as llama.cpp's ubatch): the forward's workspaces grow with the rows of one call
+        // ([rows, q width] and the like), so a long prompt in one call would cost far more memory than
+        // its KV cache; 512 rows keep the matrix products as efficient as one call.
+        int chunk = Math.Max(1, PrefillChunk);
+        var hidden = new float[Math.Min(prompt.Length, chunk) * _model.HiddenSize];
         int[] tokens = prompt.ToArray();
-        _model.Forward([new SequenceInput(_cache, tokens, LogitRows.Last)], hidden, _verifyLogits);
-        _hidden.Append(hidden);
+        for (int start = 0; start < tokens.Length; start += chunk)
+        {
+            int count = Math.Min(chunk, tokens.Length - start);
+            bool last = start + count == tokens.Length;
+            Span<float> chunkHidden = hidden.AsSpan(0, count * _model.HiddenSize);
+            _model.Forward([new SequenceInput(_cache, tokens.AsMemory(start, count), last ? LogitRows.Last : LogitRows.None)],
+                chunkHidden, last ? _verifyLogits : default);
+            _hidden.Append(chunkHidden);
+        }
         _stream.EnsureCapacity(tokens.Length + 1024); // decode steps then append without growing (for a while)
         _stream.AddRange(tokens);
         int first = Choose(_verifyLogits.AsSpan(0, _vocab), _stream.Count);

@@ -51,6 +51,21 @@ public sealed class SpeculativeDecodingTests
     }
 
     [Theory]
+    [InlineData(0, 1)]
+    [InlineData(0, 5)]
+    [InlineData(3, 4)]
+    [InlineData(3, 13)]
+    public void ChunkedPrefillGivesTheSameContinuation(int drafts, int chunk)
+    {
+        // The tiny test model's window is shorter than the prompt, so chunks also cross ring wraps.
+        using var model = MimoModel.Load(TestModels.Tiny());
+        int[] prompt = Prompt(37, model.VocabSize, 11);
+        List<int> whole = Generate(new DecodingSession(model, new GreedyTestSampler(), drafts, reserve: 4), prompt, 25);
+        var chunked = new DecodingSession(model, new GreedyTestSampler(), drafts, reserve: 4) { PrefillChunk = chunk };
+        Assert.Equal(whole, Generate(chunked, prompt, 25));
+    }
+
+    [Theory]
     [InlineData(1, 0.0)]
     [InlineData(3, 0.3)]
     [InlineData(3, 0.0)]
