@@ -114,6 +114,10 @@ public sealed class DecodingSession
             _model.Forward([new SequenceInput(_cache, tokens.AsMemory(start, count), last ? LogitRows.Last : LogitRows.None)],
                 chunkHidden, last ? _verifyLogits : default);
             _hidden.Append(chunkHidden);
+            if (DraftTokens == 0)
+            {
+                _hidden.KeepLast(HiddenKept); // no head will read the prompt's rows: keep the history small
+            }
         }
         _stream.EnsureCapacity(tokens.Length + 1024); // decode steps then append without growing (for a while)
         _stream.AddRange(tokens);
