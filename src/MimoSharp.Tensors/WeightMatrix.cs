@@ -1,7 +1,6 @@
-using System.Runtime.Intrinsics.X86;
-using System.Runtime.Intrinsics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using MimoSharp.Tensors.Quantization;
 using MimoSharp.Tensors.Storage;
 
@@ -110,6 +109,17 @@ public sealed unsafe class WeightMatrix
         {
             throw new NotSupportedException($"weight matrices cannot be stored as {dtype}; expected F32, BF16, F16, F8_E4M3, I8 (Q8_0) or Q4_0");
         }
+    }
+
+    /// <summary>
+    /// Code c of a Q4_0 row as q - 8: group c / 32 holds code j in the low nibble of its byte j and
+    /// code j + 16 in the high nibble (the scalar decode every Q4_0 path agrees with).
+    /// </summary>
+    internal static int Q4Value(byte* row, int c)
+    {
+        int j = c % GroupSize;
+        byte packed = row[c / GroupSize * (GroupSize / 2) + j % (GroupSize / 2)];
+        return (j < GroupSize / 2 ? packed & 0xF : packed >> 4) - 8;
     }
 
     /// <summary>Bytes of one stored row of <paramref name="cols"/> weights.</summary>
@@ -259,10 +269,7 @@ public sealed unsafe class WeightMatrix
                     int scaleRow = row * ScaleCols;
                     for (int c = 0; c < Cols; c++)
                     {
-                        int g = c / GroupSize, j = c % GroupSize;
-                        byte packed = src[g * (GroupSize / 2) + (j & (GroupSize / 2 - 1))];
-                        int code = j < GroupSize / 2 ? packed & 0xF : packed >> 4;
-                        dst[c] = (code - 8) * _scales[scaleRow + g];
+                        dst[c] = Q4Value(src, c) * _scales[scaleRow + c / GroupSize];
                     }
                     break;
                 }
@@ -288,11 +295,9 @@ public sealed unsafe class WeightMatrix
                 case DType.F8E4M3:
                     {
                         var unbias = Vector512.Create(1.329228e36f); // 2^120
-                        var mask = Vector512.Create(unchecked((int)0x87F00000));
                         for (; c + 16 <= end; c += 16)
                         {
-                            var code = (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)src + c)), 20) & mask).AsSingle();
-                            (code * unbias * s).Store(dst + c);
+                            (Kernels.MatMul.DecodeFp8V512(src + c) * unbias * s).Store(dst + c);
                         }
                         ReadOnlySpan<float> table = Fp8E4M3.Table;
                         for (; c < end; c++)
@@ -304,7 +309,7 @@ public sealed unsafe class WeightMatrix
                 case DType.I8:
                     for (; c + 16 <= end; c += 16)
                     {
-                        (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)src + c))) * s).Store(dst + c);
+                        (Kernels.MatMul.Q8V512((sbyte*)src + c) * s).Store(dst + c);
                     }
                     for (; c < end; c++)
                     {
@@ -314,19 +319,15 @@ public sealed unsafe class WeightMatrix
                 default: // Q4_0
                     if (end - start == GroupSize)
                     {
-                        var codes = Avx512F.ConvertToVector512Int32(Vector128.Load(src + block * (GroupSize / 2)));
-                        var eight = Vector512.Create(8f);
-                        ((Avx512F.ConvertToVector512Single(codes & Vector512.Create(15)) - eight) * s).Store(dst + start);
-                        ((Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(codes, 4)) - eight) * s).Store(dst + start + 16);
+                        Kernels.MatMul.DecodeQ4GroupV512(src + block * (GroupSize / 2), Kernels.MatMul.Q4TableV512, out var low, out var high);
+                        (low * s).Store(dst + start);
+                        (high * s).Store(dst + start + 16);
                     }
                     else
                     {
                         for (; c < end; c++)
                         {
-                            int j = c - start;
-                            byte packed = src[block * (GroupSize / 2) + (j & (GroupSize / 2 - 1))];
-                            int code = j < GroupSize / 2 ? packed & 0xF : packed >> 4;
-                            dst[c] = (code - 8) * scale;
+                            dst[c] = Q4Value(src, c) * scale;
                         }
                     }
                     break;

@@ -306,8 +306,9 @@ public static unsafe class MatMul
         return sum;
     }
 
+    /// <summary>16 FP8 codes as floats of value decode(b) · 2^-120 (see the class summary).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> DecodeFp8V512(byte* p) =>
+    internal static Vector512<float> DecodeFp8V512(byte* p) =>
         (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)p)), 20) & Vector512.Create(Fp8Mask)).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -582,8 +583,9 @@ public static unsafe class MatMul
 
     private const int Group = WeightMatrix.GroupSize;
 
+    /// <summary>16 Q8_0 codes as floats.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Q8V512(sbyte* p) =>
+    internal static Vector512<float> Q8V512(sbyte* p) =>
         Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
 
     /// <summary>Four Q8_0 rows r..r+3 against x: y[0..3]. Per group of 32: two 16-wide products per row, then one scale.</summary>
@@ -664,10 +666,22 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Four Q4_0 rows r..r+3 against x: y[0..3]. A group's 16 bytes widen to 16 int32 lanes; the low
-    /// nibbles are codes 0..15 of the group and the high nibbles codes 16..31. Codes are used as 0..15 and
-    /// the offset of 8 is taken off once per group: Σ (q - 8) x = Σ q x - 8 Σ x.
+    /// The 32 weights of one Q4_0 group (16 bytes) as q - 8: its bytes widen to 16 int32 lanes, the low
+    /// nibbles are codes 0..15 of the group and the high nibbles codes 16..31. vpermps picks lane
+    /// (index &amp; 15) of a table holding -8..7, so the low nibble needs no mask and neither a conversion.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void DecodeQ4GroupV512(byte* group, Vector512<float> table, out Vector512<float> low, out Vector512<float> high)
+    {
+        var codes = Avx512F.ConvertToVector512Int32(Vector128.Load(group));
+        low = Avx512F.PermuteVar16x32(table, codes);
+        high = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(codes, 4));
+    }
+
+    /// <summary>The table of <see cref="DecodeQ4GroupV512"/>: lane q holds q - 8.</summary>
+    internal static Vector512<float> Q4TableV512 => Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+
+    /// <summary>Four Q4_0 rows r..r+3 against x: y[0..3], one group of 32 weights per row at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q4Rows4V512(WeightMatrix w, int r, float* x, float* scales, float* y)
     {
@@ -680,9 +694,7 @@ public static unsafe class MatMul
         var acc1 = Vector512<float>.Zero;
         var acc2 = Vector512<float>.Zero;
         var acc3 = Vector512<float>.Zero;
-        // Code q decodes to q - 8 by table: vpermps picks lane (index & 15) of the table, so the low nibble
-        // needs no mask and neither nibble a conversion.
-        var table = Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+        var table = Q4TableV512;
         int g = 0;
         for (; (g + 1) * Group <= cols; g++)
         {
@@ -690,14 +702,14 @@ public static unsafe class MatMul
             Sse.Prefetch0(p0 + 4 * stride + 64 * g);
             var xa = Vector512.Load(x + c);
             var xb = Vector512.Load(x + c + 16);
-            var v0 = Avx512F.ConvertToVector512Int32(Vector128.Load(p0 + 16 * g));
-            var v1 = Avx512F.ConvertToVector512Int32(Vector128.Load(p1 + 16 * g));
-            var v2 = Avx512F.ConvertToVector512Int32(Vector128.Load(p2 + 16 * g));
-            var v3 = Avx512F.ConvertToVector512Int32(Vector128.Load(p3 + 16 * g));
-            var g0 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v0, 4)), xb, Avx512F.PermuteVar16x32(table, v0) * xa);
-            var g1 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v1, 4)), xb, Avx512F.PermuteVar16x32(table, v1) * xa);
-            var g2 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v2, 4)), xb, Avx512F.PermuteVar16x32(table, v2) * xa);
-            var g3 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v3, 4)), xb, Avx512F.PermuteVar16x32(table, v3) * xa);
+            DecodeQ4GroupV512(p0 + 16 * g, table, out var l0, out var h0);
+            DecodeQ4GroupV512(p1 + 16 * g, table, out var l1, out var h1);
+            DecodeQ4GroupV512(p2 + 16 * g, table, out var l2, out var h2);
+            DecodeQ4GroupV512(p3 + 16 * g, table, out var l3, out var h3);
+            var g0 = Vector512.FusedMultiplyAdd(h0, xb, l0 * xa);
+            var g1 = Vector512.FusedMultiplyAdd(h1, xb, l1 * xa);
+            var g2 = Vector512.FusedMultiplyAdd(h2, xb, l2 * xa);
+            var g3 = Vector512.FusedMultiplyAdd(h3, xb, l3 * xa);
             acc0 = Vector512.FusedMultiplyAdd(g0, Vector512.Create(s0[g]), acc0);
             acc1 = Vector512.FusedMultiplyAdd(g1, Vector512.Create(s1[g]), acc1);
             acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
@@ -742,9 +754,7 @@ public static unsafe class MatMul
         float sum = 0;
         for (int c = g * Group; c < cols; c++)
         {
-            int j = c - g * Group;
-            int code = j < Group / 2 ? p[16 * g + j] & 0xF : p[16 * g + j - Group / 2] >> 4;
-            sum += (code - 8) * x[c];
+            sum += WeightMatrix.Q4Value(p, c) * x[c];
         }
         return sum * s[g];
     }
