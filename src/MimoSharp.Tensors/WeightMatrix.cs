@@ -26,8 +26,8 @@ public sealed unsafe class WeightMatrix
     // codes' bytes: a copy would cost that much resident memory again).
     private readonly float* _scales;
     private readonly float* _kernelScales;
-    private readonly object? _scaleOwner;
-    private readonly object? _kernelScaleOwner;
+    private readonly object? _scaleOwner;       // the pinned array or storage _scales points into: held, never read
+    private readonly object? _kernelScaleOwner; // the same for _kernelScales when it is a separate array
 
     public int Rows { get; }
     public int Cols { get; }
@@ -184,15 +184,8 @@ public sealed unsafe class WeightMatrix
     /// <summary>Kernel scales of the block row holding <paramref name="row"/> (scale * 2^20), [ScaleCols].</summary>
     internal float* KernelScaleRow(int row, float* scalesBase) => scalesBase + (row / BlockRows) * ScaleCols;
 
-    /// <summary>The kernels' scales (FP8: times 2^20), or null for dense formats.</summary>
-    internal float* KernelScalePointer
-    {
-        get
-        {
-            GC.KeepAlive(_kernelScaleOwner);
-            return _kernelScales;
-        }
-    }
+    /// <summary>The kernels' scales (FP8: times 2^20), or null for dense formats; valid while this matrix is alive.</summary>
+    internal float* KernelScalePointer => _kernelScales;
 
     /// <summary>The raw stored bytes of one row.</summary>
     public ReadOnlySpan<byte> RowBytes(int row)

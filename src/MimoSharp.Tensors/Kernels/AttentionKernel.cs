@@ -99,18 +99,7 @@ public static unsafe class AttentionKernel
             {
                 blockMax = MathF.Max(blockMax, sh[j]);
             }
-            float newMax = MathF.Max(m[h], blockMax);
-            if (newMax > m[h])
-            {
-                float correction = float.IsNegativeInfinity(m[h]) ? 0f : MathF.Exp(m[h] - newMax);
-                l[h] *= correction;
-                float* ah = a + h * valueDim;
-                for (int d = 0; d < valueDim; d++)
-                {
-                    ah[d] *= correction;
-                }
-                m[h] = newMax;
-            }
+            float newMax = RaiseMax(m + h, l + h, a + h * valueDim, valueDim, blockMax);
             float blockSum = 0;
             for (int j = 0; j < block; j++)
             {
@@ -132,9 +121,9 @@ public static unsafe class AttentionKernel
     }
 
     /// <summary>
-    /// The same block with Vector512 registers (head dims multiples of 16, as MiMo's 192 / 128): dots in two
-    /// accumulators, the block's exponentials 16 lanes at a time, and each 16-wide slice of a head's
-    /// accumulator kept in a register across the block's values.
+    /// The same block with Vector512 registers (head dims multiples of 16, as MiMo's 192 / 128): scores in
+    /// 4 heads x 4 keys register tiles, the block's exponentials 16 lanes at a time, and the values added in
+    /// 4 heads x 64 lanes accumulator tiles.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BlockV512(float* q, int heads, int headDim, float* k, int keyStride, float* v, int valueStride, int valueDim,
@@ -216,23 +205,11 @@ public static unsafe class AttentionKernel
             float* sh = s + h * KeyBlock;
             for (int j = block; j < KeyBlock; j++)
             {
-                sh[j] = float.NegativeInfinity; // lanes past the block: exp gives 0
+                sh[j] = float.NegativeInfinity; // lanes past the block: the max ignores them
             }
             var lo = Vector512.Load(sh);
             var hi = Vector512.Load(sh + 16);
-            float newMax = MathF.Max(m[h], MaxAcross(Vector512.Max(lo, hi)));
-            if (newMax > m[h])
-            {
-                float correction = float.IsNegativeInfinity(m[h]) ? 0f : MathF.Exp(m[h] - newMax);
-                l[h] *= correction;
-                var c = Vector512.Create(correction);
-                float* ah = a + h * valueDim;
-                for (int d = 0; d < valueDim; d += 16)
-                {
-                    (Vector512.Load(ah + d) * c).Store(ah + d);
-                }
-                m[h] = newMax;
-            }
+            float newMax = RaiseMax(m + h, l + h, a + h * valueDim, valueDim, MaxAcross(Vector512.Max(lo, hi)));
             var shift = Vector512.Create(newMax);
             lo = VectorMath.Exp(lo - shift);
             hi = VectorMath.Exp(hi - shift);
@@ -322,6 +299,23 @@ public static unsafe class AttentionKernel
                 acc.Store(ah + d);
             }
         }
+    }
+
+    /// <summary>
+    /// Moves a head's running max to cover <paramref name="blockMax"/>: when it rises, the sum and the
+    /// accumulator [valueDim] are rescaled by e^(old - new) (0 when nothing was seen yet). Returns the max.
+    /// </summary>
+    private static float RaiseMax(float* max, float* sum, float* acc, int valueDim, float blockMax)
+    {
+        float newMax = MathF.Max(*max, blockMax);
+        if (newMax > *max)
+        {
+            float correction = float.IsNegativeInfinity(*max) ? 0f : MathF.Exp(*max - newMax);
+            *sum *= correction;
+            VectorMath.ScaleInto(acc, correction, acc, valueDim);
+            *max = newMax;
+        }
+        return newMax;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -20,7 +20,6 @@ public static unsafe class MemoryProbe
         byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
         try
         {
-            new Span<byte>(buffer, 1).Clear();
             for (long offset = 0; offset < bytes; offset += int.MaxValue)
             {
                 new Span<byte>(buffer + offset, (int)Math.Min(int.MaxValue, bytes - offset)).Fill(1);
