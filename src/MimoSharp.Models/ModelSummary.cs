@@ -74,10 +74,9 @@ public sealed record ModelSummary
                 if (Creation.CheckpointQuantizer.IsQuantized(spec.Role) && spec.Shape.Length == 2)
                 {
                     long rows = spec.Shape[0];
-                    int groups = GroupQuantizer.GroupsPerRow(spec.Shape[1]);
                     string key = q4 ? "U8" : "I8";
-                    bytes[key] = bytes.GetValueOrDefault(key) + (q4 ? rows * groups * (WeightMatrix.GroupSize / 2) : spec.Elements);
-                    bytes["F32"] = bytes.GetValueOrDefault("F32") + rows * groups * sizeof(float);
+                    bytes[key] = bytes.GetValueOrDefault(key) + rows * WeightMatrix.StrideOf(q4 ? DType.Q4 : DType.I8, spec.Shape[1]);
+                    bytes["F32"] = bytes.GetValueOrDefault("F32") + rows * GroupQuantizer.GroupsPerRow(spec.Shape[1]) * sizeof(float);
                 }
                 else
                 {

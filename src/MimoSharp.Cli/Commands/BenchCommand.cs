@@ -1,9 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
-using MimoSharp.Tensors.Kernels;
 using MimoSharp.Models;
+using MimoSharp.Models.Loading;
 using MimoSharp.Runtime.Generation;
+using MimoSharp.Tensors.Kernels;
 
 namespace MimoSharp.Cli.Commands;
 
@@ -42,7 +43,7 @@ internal static class BenchCommand
             long peak = Process.GetCurrentProcess().PeakWorkingSet64;
             // After the runs (and after reading the peak): the probe's buffer is not the model's memory.
             double machineBandwidth = MemoryProbe.ReadBandwidth(m.Pool);
-            long checkpointBytes = Directory.GetFiles(parse.GetValue(model)!, "*.safetensors").Sum(f => new FileInfo(f).Length);
+            long checkpointBytes = Checkpoint.FileBytes(parse.GetValue(model)!);
             if (parse.GetValue(json))
             {
                 BenchmarkResult first = results[0];

@@ -59,14 +59,9 @@ public static class CheckpointQuantizer
                 WeightMatrix source = checkpoint.ReadMatrix(prefix, spec.Shape[0], spec.Shape[1], block);
                 int rows = source.Rows, cols = source.Cols, groups = GroupQuantizer.GroupsPerRow(cols);
                 var scales = new float[(long)rows * groups];
-                if (format == GroupFormat.Q8_0)
-                {
-                    tensors.Add(new TensorToWrite(spec.Name, DType.I8, [rows, cols], s => WriteQuantized(s, source, format, scales)));
-                }
-                else
-                {
-                    tensors.Add(new TensorToWrite(spec.Name, DType.U8, [rows, groups * (WeightMatrix.GroupSize / 2)], s => WriteQuantized(s, source, format, scales)));
-                }
+                // Q4_0 codes are stored as U8 [rows, packed row bytes].
+                tensors.Add(new TensorToWrite(spec.Name, format == GroupFormat.Q8_0 ? DType.I8 : DType.U8,
+                    [rows, WeightMatrix.StrideOf(CodeType(format), cols)], s => WriteQuantized(s, source, format, scales)));
                 tensors.Add(new TensorToWrite(prefix + ".weight_scale", DType.F32, [rows, groups], s => s.Write(MemoryMarshal.AsBytes(scales.AsSpan()))));
                 written.Add(spec.Name);
                 written.Add(prefix + ".weight_scale_inv");
@@ -108,13 +103,16 @@ public static class CheckpointQuantizer
             }
         }
         long inputBytes = checkpoint.Files.Sum(f => new FileInfo(f.Path).Length);
-        long outputBytes = Directory.EnumerateFiles(outputDirectory, "*.safetensors").Sum(f => new FileInfo(f).Length);
+        long outputBytes = Checkpoint.FileBytes(outputDirectory);
         return new QuantizeReport(quantized, copied, inputBytes, outputBytes);
     }
 
     /// <summary>Whether `mimo quantize` quantizes tensors of this role (projections, embedding, LM head; not norms, router, biases).</summary>
     public static bool IsQuantized(TensorRole role) =>
         role is TensorRole.QuantizableProjection or TensorRole.DenseProjection or TensorRole.LmHead or TensorRole.Embedding;
+
+    /// <summary>The weight-matrix element type of the format's codes.</summary>
+    private static DType CodeType(GroupFormat format) => format == GroupFormat.Q8_0 ? DType.I8 : DType.Q4;
 
     private static TensorToWrite Copy(TensorEntry entry) =>
         new(entry.Name, entry.DType, entry.Shape.ToArray(), s =>
@@ -131,7 +129,7 @@ public static class CheckpointQuantizer
     private static void WriteQuantized(Stream stream, WeightMatrix source, GroupFormat format, float[] scales)
     {
         int cols = source.Cols, groups = GroupQuantizer.GroupsPerRow(cols);
-        int stride = (int)WeightMatrix.StrideOf(format == GroupFormat.Q8_0 ? DType.I8 : DType.Q4, cols);
+        int stride = (int)WeightMatrix.StrideOf(CodeType(format), cols);
         var codes = new byte[(long)RowsPerChunk * stride];
         for (int first = 0; first < source.Rows; first += RowsPerChunk)
         {
