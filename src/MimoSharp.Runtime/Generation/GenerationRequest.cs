@@ -1,3 +1,5 @@
+using MimoSharp.Models;
+
 namespace MimoSharp.Runtime.Generation;
 
 /// <summary>Turns generated ids into text as they stream (UTF-8 safe, with stop strings).</summary>
@@ -25,7 +27,47 @@ public sealed record GenerationRequest
     public IReadOnlySet<int> StopTokenIds { get; init; } = new HashSet<int>();
     /// <summary>Optional text stream (detokenizer + stop strings); without it events carry ids only.</summary>
     public ITextStream? Text { get; init; }
+    /// <summary>
+    /// When set (0..20), every token event carries its log-probability and this many most likely
+    /// alternatives (OpenAI <c>logprobs</c> / <c>top_logprobs</c>), from the distribution it was drawn from.
+    /// </summary>
+    public int? TopLogprobs { get; init; }
+    /// <summary>Optional constrained decoding (e.g. a JSON schema): masks the logits before each sample.</summary>
+    public ITokenConstraint? Constraint { get; init; }
 }
+
+/// <summary>
+/// A grammar over token ids, applied before sampling (json_object / json_schema response formats).
+/// One instance per request; the engine calls <see cref="Apply"/> for the next position, then
+/// <see cref="Accept"/> with the token it committed. A request with a constraint decodes without drafts.
+/// </summary>
+public interface ITokenConstraint
+{
+    /// <summary>Sets logits [vocab] of the tokens not allowed at the next position to negative infinity.</summary>
+    void Apply(Span<float> logits);
+
+    /// <summary>The token was committed to the output.</summary>
+    void Accept(int token);
+}
+
+/// <summary>A token's log-probability and the most likely alternatives at its position.</summary>
+public sealed record TokenLogprob(int Token, float Logprob, IReadOnlyList<(int Token, float Logprob)> Top);
+
+/// <summary>
+/// What runs generations: <see cref="Generator"/> (one sequence at a time) or the batching scheduler.
+/// Errors before the first event: <see cref="ArgumentException"/> for a request the model cannot take
+/// (prompt plus max_tokens beyond the context: the message gives both numbers), and
+/// <see cref="EngineOverloadedException"/> when admission refuses it (queue, sequences or KV budget full).
+/// </summary>
+public interface IGenerationEngine
+{
+    MimoModel Model { get; }
+
+    IAsyncEnumerable<GenerationEvent> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Admission refused a request (HTTP 429 / 503, Anthropic 529): the message says which limit.</summary>
+public sealed class EngineOverloadedException(string message) : Exception(message);
 
 public enum FinishReason
 {
@@ -48,6 +90,9 @@ public sealed record GenerationUsage(
     double MeanAcceptanceLength,
     IReadOnlyList<double> HeadAcceptanceRates)
 {
+    /// <summary>Prompt tokens whose KV came from the prefix cache (not recomputed).</summary>
+    public int CachedPromptTokens { get; init; }
+
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillTime.TotalSeconds, 1e-9);
     public double DecodeTokensPerSecond => Math.Max(CompletionTokens - 1, 0) / Math.Max(DecodeTime.TotalSeconds, 1e-9);
 }
@@ -55,5 +100,8 @@ public sealed record GenerationUsage(
 /// <summary>One generated token (and the text it completed), or the final event with the finish reason and usage.</summary>
 public sealed record GenerationEvent(int Token, string Text, FinishReason Finish, GenerationUsage? Usage)
 {
+    /// <summary>Set when the request asked for <see cref="GenerationRequest.TopLogprobs"/>.</summary>
+    public TokenLogprob? Logprob { get; init; }
+
     public bool IsFinal => Finish != FinishReason.None;
 }

@@ -10,7 +10,7 @@ namespace MimoSharp.Runtime.Generation;
 /// out, ending with one final event that carries the finish reason, usage counts and timings.
 /// Decoding runs on the thread pool; cancellation stops it between steps.
 /// </summary>
-public sealed class Generator(MimoModel model)
+public sealed class Generator(MimoModel model) : IGenerationEngine
 {
     public MimoModel Model => model;
 

@@ -271,10 +271,22 @@ public static unsafe class VectorMath
                 }
             }
         }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            fixed (float* g = gate, u = up)
+            {
+                var one = Vector256.Create(1f);
+                for (; i + 8 <= gate.Length; i += 8)
+                {
+                    var z = Vector256.Load(g + i);
+                    (z / (one + Exp(-z)) * Vector256.Load(u + i)).Store(g + i);
+                }
+            }
+        }
         for (; i < gate.Length; i++)
         {
             float z = gate[i];
-            gate[i] = z / (1f + MathF.Exp(-z)) * up[i];
+            gate[i] = z / (1f + ExpScalar(-z)) * up[i];
         }
     }
 
@@ -310,11 +322,26 @@ public static unsafe class VectorMath
                 }
             }
         }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            fixed (float* px = x, py = y)
+            {
+                for (; i + 8 <= x.Length; i += 8)
+                {
+                    Exp(Vector256.Load(px + i)).Store(py + i);
+                }
+            }
+        }
         for (; i < x.Length; i++)
         {
-            y[i] = MathF.Exp(x[i]);
+            y[i] = ExpScalar(x[i]);
         }
     }
+
+    /// <summary>e^x with the vector paths' clamp: saturates near 2.4e38 instead of overflowing to infinity.</summary>
+    internal static float ExpScalar(float x) => MathF.Exp(Math.Clamp(x, ExpLowest, ExpHighest));
+
+    private const float ExpLowest = -87.33654f, ExpHighest = 88.37626f;
 
     /// <summary>
     /// e^x, 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2 (Cody-Waite split of ln2), e^r by a degree-6
@@ -326,7 +353,7 @@ public static unsafe class VectorMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> Exp(Vector512<float> x)
     {
-        x = Vector512.Min(Vector512.Max(x, Vector512.Create(-87.33654f)), Vector512.Create(88.37626f));
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(ExpLowest)), Vector512.Create(ExpHighest));
         var n = Vector512.Round(x * Vector512.Create(1.44269504f));
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), x);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
@@ -338,6 +365,25 @@ public static unsafe class VectorMath
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
         p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
         var twoToN = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        return p * twoToN;
+    }
+
+    /// <summary>e^x, 8 lanes: the same algorithm as <see cref="Exp(Vector512{float})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Exp(Vector256<float> x)
+    {
+        x = Vector256.Min(Vector256.Max(x, Vector256.Create(ExpLowest)), Vector256.Create(ExpHighest));
+        var n = Vector256.Round(x * Vector256.Create(1.44269504f));
+        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-0.693359375f), x);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(2.12194440e-4f), r);
+        var p = Vector256.Create(1.9875691500e-4f);
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.3981999507e-3f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
+        p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
+        var twoToN = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
         return p * twoToN;
     }
 
