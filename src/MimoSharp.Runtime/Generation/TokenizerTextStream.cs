@@ -9,6 +9,9 @@ public sealed class TokenizerTextStream(MimoTokenizer tokenizer, IEnumerable<str
 
     public bool Stopped => _detokenizer.Stopped;
 
+    /// <summary>The stop string that ended the text, if one did.</summary>
+    public string? MatchedStop => _detokenizer.MatchedStop;
+
     public string Push(int token) => _detokenizer.Push(token);
 
     public string Flush() => _detokenizer.Flush();

@@ -1,0 +1,91 @@
+using System.CommandLine;
+using MimoSharp.Server;
+
+namespace MimoSharp.Cli.Commands;
+
+/// <summary>`mimo serve`: the OpenAI- and Anthropic-compatible HTTP server.</summary>
+internal static class ServeCommand
+{
+    public static Command Create(TextWriter output)
+    {
+        var model = new Option<string>("--model") { Description = "Model directory", Required = true };
+        var host = new Option<string>("--host") { Description = "Address to bind (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
+        var apiKey = new Option<string?>("--api-key") { Description = "Require Authorization: Bearer KEY or x-api-key: KEY" };
+        var parallel = new Option<int>("--parallel") { Description = "Sequences decoded at once", DefaultValueFactory = _ => 1 };
+        var context = new Option<int?>("--context") { Description = "Context length in tokens (default: the model's)" };
+        var draftTokens = new Option<int>("--draft-tokens") { Description = "MTP draft tokens per step, 0..3", DefaultValueFactory = _ => 0 };
+        var name = new Option<string?>("--served-model-name") { Description = "The model id clients use (default: the directory's name)" };
+        var maxOutput = new Option<int?>("--max-output-tokens") { Description = "Clamp every request's max_tokens to this" };
+        var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
+        var command = new Command("serve", "Serve the model over OpenAI- and Anthropic-compatible HTTP APIs") { model, host, port, apiKey, parallel, context, draftTokens, name, maxOutput, threads };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            int drafts = parse.GetValue(draftTokens);
+            if (drafts is < 0 or > 3)
+            {
+                throw new ArgumentException($"--draft-tokens must be 0..3, got {drafts}");
+            }
+            int p = parse.GetValue(port);
+            if (p is < 0 or > 65535)
+            {
+                throw new ArgumentException($"--port must be 0..65535, got {p}");
+            }
+            int par = parse.GetValue(parallel);
+            if (par < 1)
+            {
+                throw new ArgumentException($"--parallel must be at least 1, got {par}");
+            }
+            if (parse.GetValue(context) is int c && c < 1)
+            {
+                throw new ArgumentException($"--context must be at least 1, got {c}");
+            }
+            if (parse.GetValue(maxOutput) is int m && m < 1)
+            {
+                throw new ArgumentException($"--max-output-tokens must be at least 1, got {m}");
+            }
+            string dir = parse.GetValue(model)!;
+            if (!Directory.Exists(dir))
+            {
+                throw new ArgumentException($"--model: no directory {dir}");
+            }
+            var options = new ServerOptions
+            {
+                ModelDirectory = dir,
+                Host = parse.GetValue(host)!,
+                Port = p,
+                ApiKey = parse.GetValue(apiKey),
+                Parallel = par,
+                Context = parse.GetValue(context),
+                DraftTokens = drafts,
+                ServedModelName = parse.GetValue(name),
+                MaxOutputTokens = parse.GetValue(maxOutput),
+                Threads = parse.GetValue(threads),
+                Log = output,
+            };
+            await using MimoServer server = await MimoServer.StartAsync(options, cancellationToken);
+            output.WriteLine($"mimo serve: listening on {server.BaseUrl} (loading {dir})");
+            output.Flush();
+            try
+            {
+                await server.Ready;
+                output.WriteLine($"mimo serve: model \"{server.Host!.Name}\" ready, context {server.Host.Context} tokens");
+                output.Flush();
+            }
+            catch (Exception ex)
+            {
+                throw new InvalidOperationException($"the model failed to load: {ex.Message}", ex);
+            }
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                // Ctrl+C / SIGTERM
+            }
+            return 0;
+        });
+        return command;
+    }
+}
