@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using MimoSharp.Models;
 using MimoSharp.Runtime.Generation;
+using MimoSharp.Runtime.Sampling;
 using MimoSharp.Tensors.Kernels;
 
 namespace MimoSharp.Server;
@@ -72,6 +73,8 @@ public sealed class SequentialEngine(MimoModel model, int maxQueued = 64, int? c
     {
         private readonly float[] _masked = new float[vocab];
         private readonly float[] _logSoftmax = new float[vocab];
+        // Rows past the tokenizer's vocabulary (padding) are never drawn; they take no probability here either.
+        private readonly int _valid = inner is Sampler sampler ? sampler.ValidVocabSize : vocab;
         private int _seen = promptLength;
 
         public bool IsGreedy => inner.IsGreedy;
@@ -85,6 +88,7 @@ public sealed class SequentialEngine(MimoModel model, int maxQueued = 64, int? c
             }
             logits.CopyTo(_masked);
             constraint?.Apply(_masked);
+            _masked.AsSpan(_valid).Fill(float.NegativeInfinity);
             float max = _masked[VectorMath.ArgMax(_masked)];
             double sum = 0;
             foreach (float x in _masked)
@@ -108,7 +112,7 @@ public sealed class SequentialEngine(MimoModel model, int maxQueued = 64, int? c
             var best = new List<(int Token, float Logprob)>(top);
             if (top > 0)
             {
-                foreach (int id in Enumerable.Range(0, _logSoftmax.Length).OrderByDescending(i => _logSoftmax[i]).Take(top))
+                foreach (int id in Enumerable.Range(0, _valid).OrderByDescending(i => _logSoftmax[i]).Take(top))
                 {
                     best.Add((id, _logSoftmax[id]));
                 }
