@@ -30,6 +30,8 @@ public sealed class ServerFixture : IAsyncLifetime
         var output = new StringWriter();
         int code = Cli.Program.Run(["create-random", "--preset", "tiny", "--output", ModelDirectory], output, output);
         Assert.True(code == 0, output.ToString());
+        // The model's own sampling defaults: greedy (requests that name a temperature still sample).
+        File.WriteAllText(Path.Combine(ModelDirectory, "generation_config.json"), """{"do_sample": false, "top_p": 0.95}""");
         Server = await MimoServer.StartAsync(new ServerOptions
         {
             ModelDirectory = ModelDirectory,
