@@ -19,11 +19,12 @@ public sealed class AttentionLayer
     private readonly float _valueScale;
     private readonly Func<SequenceKvCache, LayerKvCache> _selectCache;
     private readonly WorkerPool _pool;
+    private readonly KernelMode _kernels;
     private readonly HeadJob _job = new();
     private LayerKvCache[] _rowCache = new LayerKvCache[16];
     private int[] _roundRows = new int[16];
 
-    public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool)
+    public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool, KernelMode kernels = default)
     {
         _weights = weights;
         _g = weights.Geometry;
@@ -31,6 +32,7 @@ public sealed class AttentionLayer
         _valueScale = valueScale;
         _selectCache = selectCache;
         _pool = pool;
+        _kernels = kernels;
     }
 
     public AttentionGeometry Geometry => _g;
@@ -51,10 +53,10 @@ public sealed class AttentionLayer
         Span<float> k = ws.Floats("attn.k", rows * _g.KeyWidth);
         Span<float> v = ws.Floats("attn.v", rows * _g.ValueWidth);
         float[] heads = ws.FloatArray("attn.out", rows * _g.OutputWidth);
-        MatMul.Multiply(_weights.Query, normed, q, rows, _pool);
-        MatMul.Multiply(_weights.Key, normed, k, rows, _pool);
-        MatMul.Multiply(_weights.Value, normed, v, rows, _pool);
-        VectorMath.Scale(v, _valueScale);
+        MatMul.Multiply(_weights.Query, normed, q, rows, _pool, _kernels);
+        MatMul.Multiply(_weights.Key, normed, k, rows, _pool, _kernels);
+        MatMul.Multiply(_weights.Value, normed, v, rows, _pool, _kernels);
+        VectorMath.Scale(v, _valueScale, _kernels.Isa);
 
         int half = _g.RotaryDims / 2;
         Span<float> cos = stackalloc float[half];
@@ -62,8 +64,8 @@ public sealed class AttentionLayer
         for (int r = 0; r < rows; r++)
         {
             _rope.Angles(layout.Position(r), cos, sin);
-            _rope.Apply(q.AsSpan(r * _g.QueryWidth, _g.QueryWidth), _g.HeadDim, cos, sin);
-            _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin);
+            _rope.Apply(q.AsSpan(r * _g.QueryWidth, _g.QueryWidth), _g.HeadDim, cos, sin, _kernels.Isa);
+            _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin, _kernels.Isa);
         }
 
         if (_rowCache.Length < rows)
@@ -122,7 +124,7 @@ public sealed class AttentionLayer
             _pool.Run(_job, items, _pool.GrainFor(items));
         }
         _job.Clear();
-        MatMul.Multiply(_weights.Output, heads, output, rows, _pool);
+        MatMul.Multiply(_weights.Output, heads, output, rows, _pool, _kernels);
     }
 
     /// <summary>
@@ -183,7 +185,7 @@ public sealed class AttentionLayer
                     AttentionKernel.Accumulate(queries, heads, g.HeadDim,
                         cache.KeysFrom(first, count)[(kvHead * g.HeadDim)..], g.KeyWidth,
                         cache.ValuesFrom(first, count)[(kvHead * g.ValueHeadDim)..], g.ValueWidth, g.ValueHeadDim,
-                        count, scale, max, sum, acc, scratch);
+                        count, scale, max, sum, acc, scratch, layer._kernels.Isa);
                     first += count;
                 }
                 AttentionKernel.Finish(heads, g.ValueHeadDim, sum, acc,
