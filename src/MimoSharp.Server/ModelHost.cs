@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using MimoSharp.Models;
 using MimoSharp.Runtime.Generation;
+using MimoSharp.Runtime.Scheduling;
 using MimoSharp.Runtime.Sampling;
 using MimoSharp.Tokenization;
 using MimoSharp.Tokenization.Templates;
@@ -62,7 +63,13 @@ public sealed class ModelHost : IDisposable
         {
             MimoTokenizer tokenizer = ByteLevelTokenizerWriter.LoadOrByteLevel(dir, model.VocabSize, out _);
             int context = Math.Min(options.Context ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
-            IGenerationEngine engine = new SequentialEngine(model, options.MaxQueued, context);
+            IGenerationEngine engine = new InferenceScheduler(model, new SchedulerOptions
+            {
+                MaxRunningSequences = options.Parallel,
+                MaxQueuedRequests = options.MaxQueued,
+                MaxDraftTokens = Math.Min(options.DraftTokens, model.MtpHeads),
+                KvBudgetBytes = options.KvBudgetBytes,
+            });
             string name = options.ServedModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
             return new ModelHost(model, tokenizer, engine, name, context, options.MaxOutputTokens, ReadDefaults(dir), options.DraftTokens);
         }
@@ -107,7 +114,11 @@ public sealed class ModelHost : IDisposable
         };
     }
 
-    public void Dispose() => Model.Dispose();
+    public void Dispose()
+    {
+        (Engine as IDisposable)?.Dispose();
+        Model.Dispose();
+    }
 }
 
 /// <summary>

@@ -475,7 +475,8 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             };
         }
         JsonObject entry = Entry(lp.Token, lp.Logprob);
-        entry["top_logprobs"] = new JsonArray(lp.Top.Select(t => (JsonNode)Entry(t.Token, t.Logprob)).ToArray());
+        // The engine ranks every row of the LM head; rows past the tokenizer (padding) are no tokens.
+        entry["top_logprobs"] = new JsonArray(lp.Top.Where(t => t.Token < tokenizer.VocabularySize).Select(t => (JsonNode)Entry(t.Token, t.Logprob)).ToArray());
         return entry;
     }
 
@@ -491,7 +492,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             _tokens.Add(tokenizer.Decode([lp.Token]));
             _logprobs.Add(lp.Logprob);
             var top = new JsonObject();
-            foreach ((int token, float logprob) in lp.Top)
+            foreach ((int token, float logprob) in lp.Top.Where(t => t.Token < tokenizer.VocabularySize))
             {
                 top[tokenizer.Decode([token])] = logprob;
             }

@@ -22,6 +22,8 @@ public sealed record ServerOptions
     public int MaxQueued { get; init; } = 64;
     public long MaxRequestBodyBytes { get; init; } = 32L * 1024 * 1024;
     public int? Threads { get; init; }
+    /// <summary>KV cache bytes the running sequences may reserve (admission refuses beyond it).</summary>
+    public long KvBudgetBytes { get; init; } = 4L << 30;
     /// <summary>Where the one line per request goes (null: standard output).</summary>
     public TextWriter? Log { get; init; }
 }

@@ -32,7 +32,7 @@ public sealed class OpenAIClientTests(ServerFixture fixture)
         Assert.Equal(12, completion.Usage.OutputTokenCount);
         Assert.True(completion.Usage.InputTokenCount > 10);
         Assert.Equal(completion.Usage.InputTokenCount + 12, completion.Usage.TotalTokenCount);
-        Assert.Equal(0, completion.Usage.InputTokenDetails.CachedTokenCount);
+        Assert.InRange(completion.Usage.InputTokenDetails.CachedTokenCount, 0, completion.Usage.InputTokenCount);
         Assert.Equal(ChatMessageRole.Assistant, completion.Role);
     }
 
@@ -130,7 +130,9 @@ public sealed class OpenAIClientTests(ServerFixture fixture)
         foreach (ChatTokenLogProbabilityDetails token in completion.ContentTokenLogProbabilities)
         {
             Assert.True(token.LogProbability <= 0);
-            Assert.Equal(3, token.TopLogProbabilities.Count);
+            // Up to 3: the random model's padding rows (ids past the tokenizer) are left out.
+            Assert.InRange(token.TopLogProbabilities.Count, 1, 3);
+            Assert.Equal(token.TopLogProbabilities.OrderByDescending(t => t.LogProbability).Select(t => t.LogProbability), token.TopLogProbabilities.Select(t => t.LogProbability));
             // Greedy: the chosen token is the most likely one.
             Assert.Equal(token.TopLogProbabilities[0].LogProbability, token.LogProbability, 4);
         }

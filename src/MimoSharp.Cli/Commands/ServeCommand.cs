@@ -18,7 +18,8 @@ internal static class ServeCommand
         var name = new Option<string?>("--served-model-name") { Description = "The model id clients use (default: the directory's name)" };
         var maxOutput = new Option<int?>("--max-output-tokens") { Description = "Clamp every request's max_tokens to this" };
         var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
-        var command = new Command("serve", "Serve the model over OpenAI- and Anthropic-compatible HTTP APIs") { model, host, port, apiKey, parallel, context, draftTokens, name, maxOutput, threads };
+        var kvBudget = new Option<int>("--kv-budget-mb") { Description = "KV cache MiB the running sequences may reserve (admission refuses beyond it)", DefaultValueFactory = _ => 4096 };
+        var command = new Command("serve", "Serve the model over OpenAI- and Anthropic-compatible HTTP APIs") { model, host, port, apiKey, parallel, context, draftTokens, name, maxOutput, threads, kvBudget };
         command.SetAction(async (parse, cancellationToken) =>
         {
             int drafts = parse.GetValue(draftTokens);
@@ -44,6 +45,11 @@ internal static class ServeCommand
             {
                 throw new ArgumentException($"--max-output-tokens must be at least 1, got {m}");
             }
+            int kvMb = parse.GetValue(kvBudget);
+            if (kvMb < 1)
+            {
+                throw new ArgumentException($"--kv-budget-mb must be at least 1, got {kvMb}");
+            }
             string dir = parse.GetValue(model)!;
             if (!Directory.Exists(dir))
             {
@@ -61,6 +67,7 @@ internal static class ServeCommand
                 ServedModelName = parse.GetValue(name),
                 MaxOutputTokens = parse.GetValue(maxOutput),
                 Threads = parse.GetValue(threads),
+                KvBudgetBytes = kvMb * (1L << 20),
                 Log = output,
             };
             await using MimoServer server = await MimoServer.StartAsync(options, cancellationToken);
