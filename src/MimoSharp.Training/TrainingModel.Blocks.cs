@@ -367,6 +367,39 @@ public sealed partial class TrainingModel
         return true;
     }
 
+    /// <summary>
+    /// Floating-point operations of one training step (forward + backward = 3 × the forward's matrix
+    /// products, 2 flops per multiply-add), for GFLOP/s: every linear layer on the active path (k
+    /// experts per token in MoE layers), attention scores and values over the visible keys, lm_head for
+    /// the main model and each active MTP head. Element-wise ops are not counted.
+    /// </summary>
+    public double TrainingFlopsPerStep()
+    {
+        double n = Rows, h = Config.HiddenSize, v = Config.VocabSize;
+        double forward = 0;
+        double Attention(AttentionGeometry g)
+        {
+            double keys = 0;
+            for (int t = 0; t < Sequence; t++)
+            {
+                keys += g.IsSliding ? Math.Min(t + 1, g.WindowKeys) : t + 1;
+            }
+            double projections = 2 * n * h * (g.QueryWidth + g.KeyWidth + g.ValueWidth + g.OutputWidth);
+            return projections + 2.0 * Batch * keys * g.QueryHeads * (g.HeadDim + g.ValueHeadDim);
+        }
+        foreach (BlockParams p in _layers)
+        {
+            forward += Attention(p.Attn.G);
+            forward += p.Moe is { } moe
+                ? 2 * n * h * moe.Experts.Length + 2 * n * Config.NumExpertsPerTok * 3 * h * Config.MoeIntermediateSize
+                : 2 * n * 3 * h * p.Mlp!.Width;
+        }
+        forward += 2 * n * h * v;
+        int heads = Math.Min(ActiveMtpHeads, MtpHeads);
+        forward += heads * (2 * n * 2 * h * h + Attention(Derived.Sliding) + 2 * n * 3 * h * Config.IntermediateSize + 2 * n * h * v);
+        return 3 * forward;
+    }
+
     /// <summary>Standard normal samples from a seeded xorshift64* generator (Box-Muller), independent of System.Random.</summary>
     internal struct Gaussian(ulong seed)
     {
