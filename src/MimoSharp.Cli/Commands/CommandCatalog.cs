@@ -19,5 +19,7 @@ internal static class CommandCatalog
         yield return TemplateCommand.Create(output);
         yield return TrainCommand.Create(output);
         yield return EvalCommand.Create(output);
+        yield return TrainTokenizerCommand.Create(output);
+        yield return DataCommand.Create(output);
     }
 }

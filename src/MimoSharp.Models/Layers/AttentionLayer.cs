@@ -19,9 +19,6 @@ public sealed class AttentionLayer
     private readonly float _valueScale;
     private readonly Func<SequenceKvCache, LayerKvCache> _selectCache;
     private readonly WorkerPool _pool;
-    private readonly HeadJob _job = new();
-    private LayerKvCache[] _rowCache = new LayerKvCache[16];
-    private int[] _roundRows = new int[16];
 
     public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool)
     {
@@ -66,11 +63,8 @@ public sealed class AttentionLayer
             _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin);
         }
 
-        if (_rowCache.Length < rows)
-        {
-            _rowCache = new LayerKvCache[Math.Max(rows, _rowCache.Length * 2)];
-            _roundRows = new int[_rowCache.Length];
-        }
+        LayerKvCache[] rowCache = ws.RowCaches(rows);
+        int[] roundRows = ws.RoundRows(rows);
         for (int s = 0; s < layout.Segments; s++)
         {
             LayerKvCache cache = _selectCache(layout.Cache(s));
@@ -81,7 +75,7 @@ public sealed class AttentionLayer
             }
             for (int i = 0; i < layout.RowCount(s); i++)
             {
-                _rowCache[layout.RowStart(s) + i] = cache;
+                rowCache[layout.RowStart(s) + i] = cache;
             }
         }
 
@@ -90,7 +84,8 @@ public sealed class AttentionLayer
         // values, then computes all their heads in parallel.
         Span<int> done = ws.Ints("attn.done", layout.Segments);
         done.Clear();
-        _job.Set(this, q, heads, layout);
+        HeadJob job = ws.AttentionJob;
+        job.Set(this, q, heads, layout, rowCache, roundRows);
         while (true)
         {
             int roundCount = 0;
@@ -101,7 +96,7 @@ public sealed class AttentionLayer
                 {
                     continue;
                 }
-                LayerKvCache cache = _rowCache[layout.RowStart(s)];
+                LayerKvCache cache = rowCache[layout.RowStart(s)];
                 int take = Math.Min(remaining, cache.MaxChunk);
                 int first = cache.Extend(take);
                 for (int i = 0; i < take; i++)
@@ -109,7 +104,7 @@ public sealed class AttentionLayer
                     int row = layout.RowStart(s) + done[s] + i;
                     k.Slice(row * _g.KeyWidth, _g.KeyWidth).CopyTo(cache.Key(first + i));
                     v.Slice(row * _g.ValueWidth, _g.ValueWidth).CopyTo(cache.Value(first + i));
-                    _roundRows[roundCount++] = row;
+                    roundRows[roundCount++] = row;
                 }
                 done[s] += take;
             }
@@ -117,11 +112,10 @@ public sealed class AttentionLayer
             {
                 break;
             }
-            _job.RoundRows = _roundRows;
             int items = roundCount * _g.KeyValueHeads * HeadChunks;
-            _pool.Run(_job, items, _pool.GrainFor(items));
+            _pool.Run(job, items, _pool.GrainFor(items));
         }
-        _job.Clear();
+        job.Clear();
         MatMul.Multiply(_weights.Output, heads, output, rows, _pool);
     }
 
@@ -130,20 +124,23 @@ public sealed class AttentionLayer
     /// row may see (sink first), read in at most two pieces (a ring buffer wraps once), each key and value
     /// loaded once for all the chunk's heads.
     /// </summary>
-    private sealed class HeadJob : IParallelJob
+    internal sealed class HeadJob : IParallelJob
     {
         private AttentionLayer? _layer;
         private float[]? _q;
         private float[]? _heads;
         private BatchLayout? _layout;
-        public int[]? RoundRows;
+        private LayerKvCache[]? _rowCache;
+        private int[]? _roundRows;
 
-        public void Set(AttentionLayer layer, float[] q, float[] heads, BatchLayout layout)
+        public void Set(AttentionLayer layer, float[] q, float[] heads, BatchLayout layout, LayerKvCache[] rowCache, int[] roundRows)
         {
             _layer = layer;
             _q = q;
             _heads = heads;
             _layout = layout;
+            _rowCache = rowCache;
+            _roundRows = roundRows;
         }
 
         public void Clear()
@@ -152,7 +149,8 @@ public sealed class AttentionLayer
             _q = null;
             _heads = null;
             _layout = null;
-            RoundRows = null;
+            _rowCache = null;
+            _roundRows = null;
         }
 
         public void Execute(int start, int end)
@@ -167,11 +165,11 @@ public sealed class AttentionLayer
             Span<float> scratch = stackalloc float[AttentionKernel.ScratchLength(perItem)];
             for (int item = start; item < end; item++)
             {
-                int row = RoundRows![item / (g.KeyValueHeads * chunks)];
+                int row = _roundRows![item / (g.KeyValueHeads * chunks)];
                 int kvHead = item / chunks % g.KeyValueHeads;
                 int firstHead = kvHead * g.GroupSize + item % chunks * perItem;
                 int heads = Math.Min(perItem, (kvHead + 1) * g.GroupSize - firstHead);
-                LayerKvCache cache = layer._rowCache[row];
+                LayerKvCache cache = _rowCache![row];
                 int position = _layout!.Position(row);
                 ReadOnlySpan<float> queries = _q.AsSpan(row * g.QueryWidth + firstHead * g.HeadDim, heads * g.HeadDim);
                 ReadOnlySpan<float> sinks = layer._weights.SinkBias is { } sink ? sink.AsSpan(firstHead, heads) : default;

@@ -32,7 +32,6 @@ public sealed class MoeFeedForward
         _scaling = scaling;
         _hidden = weights.Router.Cols;
         _pool = pool;
-        _expertJob.Selected = new int[topK];
     }
 
     public int Experts => _weights.Experts.Length;
@@ -120,26 +119,29 @@ public sealed class MoeFeedForward
     {
         MlpWeights first = _weights.Experts[selected[0]];
         int width = first.Width;
-        _expertJob.Input = ws.FloatArray("moe.one.in", _hidden);
-        input[.._hidden].CopyTo(_expertJob.Input);
-        _expertJob.Gate = ws.FloatArray("moe.one.gate", _topK * width);
-        _expertJob.Up = ws.FloatArray("moe.one.up", _topK * width);
-        _expertJob.Out = ws.FloatArray("moe.one.out", _topK * _hidden);
-        selected[.._topK].CopyTo(_expertJob.Selected);
-        _expertJob.Width = width;
-        _expertJob.Hidden = _hidden;
-        _expertJob.Experts = _weights.Experts;
-        _expertJob.Pool = _pool;
-        _pool.Run(_expertJob, _topK, 1);
+        ExpertJob job = ws.ExpertJob;
+        if (job.Selected.Length < _topK)
+        {
+            job.Selected = new int[_topK];
+        }
+        job.Input = ws.FloatArray("moe.one.in", _hidden);
+        input[.._hidden].CopyTo(job.Input);
+        job.Gate = ws.FloatArray("moe.one.gate", _topK * width);
+        job.Up = ws.FloatArray("moe.one.up", _topK * width);
+        job.Out = ws.FloatArray("moe.one.out", _topK * _hidden);
+        selected[.._topK].CopyTo(job.Selected);
+        job.Width = width;
+        job.Hidden = _hidden;
+        job.Experts = _weights.Experts;
+        job.Pool = _pool;
+        _pool.Run(job, _topK, 1);
         for (int k = 0; k < _topK; k++)
         {
-            VectorMath.MultiplyAdd(_expertJob.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden]);
+            VectorMath.MultiplyAdd(job.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden]);
         }
     }
 
-    private readonly ExpertJob _expertJob = new();
-
-    private sealed class ExpertJob : IParallelJob
+    internal sealed class ExpertJob : IParallelJob
     {
         public float[] Input = [];
         public float[] Gate = [];
