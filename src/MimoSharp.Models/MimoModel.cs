@@ -25,6 +25,11 @@ public sealed class MimoModel : IDisposable
     private readonly Checkpoint? _checkpoint;
     private readonly WorkerPool _pool;
 
+    private readonly KernelMode _kernels;
+
+    /// <summary>The kernels' path and activation mode (Auto resolved).</summary>
+    public KernelMode Kernels => _kernels;
+
     /// <summary>The kernels' thread pool.</summary>
     public WorkerPool Pool => _pool;
 
@@ -56,6 +61,7 @@ public sealed class MimoModel : IDisposable
         _checkpoint = checkpoint;
         _ownsPool = options.Threads is not null;
         _pool = options.Threads is int threads ? new WorkerPool(threads) : WorkerPool.Shared;
+        _kernels = options.Kernels with { Isa = options.Kernels.ResolvedIsa };
 
         int layers = config.NumHiddenLayers;
         _attention = new AttentionLayer[layers];
@@ -65,15 +71,15 @@ public sealed class MimoModel : IDisposable
         {
             int layer = i;
             DecoderLayerWeights lw = weights.Layers[i];
-            _attention[i] = new AttentionLayer(lw.Attention with { Geometry = Derived.Attention(i) }, Derived.ValueScale, c => c.Layer(layer), _pool);
+            _attention[i] = new AttentionLayer(lw.Attention with { Geometry = Derived.Attention(i) }, Derived.ValueScale, c => c.Layer(layer), _pool, _kernels);
             if (lw.Moe is { } moe)
             {
                 _moe[i] = new MoeFeedForward(moe, config.NumExpertsPerTok, Derived.ExpertGroups, Derived.TopkGroups,
-                    config.NormTopkProb, Derived.RoutedScalingFactor, _pool);
+                    config.NormTopkProb, Derived.RoutedScalingFactor, _pool, _kernels);
             }
             else
             {
-                _dense[i] = new DenseFeedForward(lw.Mlp!, _pool);
+                _dense[i] = new DenseFeedForward(lw.Mlp!, _pool, _kernels);
             }
         }
         _mtpAttention = new AttentionLayer[MtpHeads];
@@ -82,8 +88,8 @@ public sealed class MimoModel : IDisposable
         {
             int head = k;
             MtpHeadWeights hw = weights.MtpHeads[k];
-            _mtpAttention[k] = new AttentionLayer(hw.Attention with { Geometry = Derived.Sliding }, Derived.ValueScale, c => c.Mtp(head), _pool);
-            _mtpMlp[k] = new DenseFeedForward(hw.Mlp, _pool);
+            _mtpAttention[k] = new AttentionLayer(hw.Attention with { Geometry = Derived.Sliding }, Derived.ValueScale, c => c.Mtp(head), _pool, _kernels);
+            _mtpMlp[k] = new DenseFeedForward(hw.Mlp, _pool, _kernels);
         }
     }
 
@@ -217,7 +223,7 @@ public sealed class MimoModel : IDisposable
             }
             else
             {
-                VectorMath.Add(delta, x);
+                VectorMath.Add(delta, x, _kernels.Isa);
             }
         }
         if (!hidden.IsEmpty)
@@ -283,21 +289,21 @@ public sealed class MimoModel : IDisposable
             for (int t = 0; t < tokens.Length; t++, r++)
             {
                 _w.Embedding.DequantizeRow(tokens[t], embedded);
-                VectorMath.RmsNorm(embedded, hw.EmbeddingNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h, h));
-                VectorMath.RmsNorm(mainHidden.Slice(t * h, h), hw.HiddenNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h + h, h));
+                VectorMath.RmsNorm(embedded, hw.EmbeddingNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h, h), _kernels.Isa);
+                VectorMath.RmsNorm(mainHidden.Slice(t * h, h), hw.HiddenNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h + h, h), _kernels.Isa);
             }
         }
         Span<float> z = ws.Floats("mtp.z", rows * h);
-        MatMul.Multiply(hw.EhProj, fused, z, rows, _pool);
+        MatMul.Multiply(hw.EhProj, fused, z, rows, _pool, _kernels);
 
         Span<float> normed = ws.Floats("normed", rows * h);
         Span<float> delta = ws.Floats("delta", rows * h);
         RmsNormRows(z, hw.InputNorm, normed, rows);
         _mtpAttention[head].Forward(layout, normed, delta, ws);
-        VectorMath.Add(delta, z);
+        VectorMath.Add(delta, z, _kernels.Isa);
         RmsNormRows(z, hw.PreMlpNorm, normed, rows);
         _mtpMlp[head].Forward(normed, delta, rows, ws);
-        VectorMath.Add(delta, z);
+        VectorMath.Add(delta, z, _kernels.Isa);
         ProjectLogits(ws, z, hw.FinalNorm, logits);
     }
 
@@ -350,7 +356,7 @@ public sealed class MimoModel : IDisposable
         int h = HiddenSize;
         for (int r = 0; r < rows; r++)
         {
-            VectorMath.AddRmsNorm(delta.Slice(r * h, h), x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h));
+            VectorMath.AddRmsNorm(delta.Slice(r * h, h), x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h), _kernels.Isa);
         }
     }
 
@@ -359,7 +365,7 @@ public sealed class MimoModel : IDisposable
         int h = HiddenSize;
         for (int r = 0; r < rows; r++)
         {
-            VectorMath.RmsNorm(x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h));
+            VectorMath.RmsNorm(x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h), _kernels.Isa);
         }
     }
 
@@ -377,11 +383,11 @@ public sealed class MimoModel : IDisposable
             int first = mode == LogitRows.Last ? tokens - 1 : mode == LogitRows.All ? 0 : tokens;
             for (int t = first; t < tokens; t++)
             {
-                VectorMath.RmsNorm(x.Slice((row + t) * h, h), norm, Derived.RmsNormEps, selected.Slice(count++ * h, h));
+                VectorMath.RmsNorm(x.Slice((row + t) * h, h), norm, Derived.RmsNormEps, selected.Slice(count++ * h, h), _kernels.Isa);
             }
             row += tokens;
         }
-        MatMul.Multiply(_w.LmHead, selected[..(count * h)], logits, count, _pool);
+        MatMul.Multiply(_w.LmHead, selected[..(count * h)], logits, count, _pool, _kernels);
     }
 
     public void Dispose()

@@ -1,4 +1,5 @@
 using MimoSharp.Models.Configuration;
+using MimoSharp.Tensors.Kernels;
 using MimoSharp.Tensors.Threading;
 
 namespace MimoSharp.Models;
@@ -13,6 +14,8 @@ public sealed record ModelLoadOptions
     public WeightResidency Residency { get; init; } = WeightResidency.Auto;
     /// <summary>Map every weight page at load (see <see cref="Tensors.Storage.MappedFile.Prefault"/>), instead of faulting them in during the first tokens; skipped for checkpoints over half the memory.</summary>
     public bool Prefault { get; init; } = true;
+    /// <summary>The kernels' path and activation mode for this model (default: the widest path, int8 activations for Q8_0 / Q4_0).</summary>
+    public KernelMode Kernels { get; init; }
 }
 
 /// <summary>Where a model's weights live while it runs.</summary>

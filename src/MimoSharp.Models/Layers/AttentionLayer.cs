@@ -19,8 +19,9 @@ public sealed class AttentionLayer
     private readonly float _valueScale;
     private readonly Func<SequenceKvCache, LayerKvCache> _selectCache;
     private readonly WorkerPool _pool;
+    private readonly KernelMode _kernels;
 
-    public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool)
+    public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool, KernelMode kernels = default)
     {
         _weights = weights;
         _g = weights.Geometry;
@@ -28,6 +29,7 @@ public sealed class AttentionLayer
         _valueScale = valueScale;
         _selectCache = selectCache;
         _pool = pool;
+        _kernels = kernels;
     }
 
     public AttentionGeometry Geometry => _g;
@@ -48,10 +50,10 @@ public sealed class AttentionLayer
         Span<float> k = ws.Floats("attn.k", rows * _g.KeyWidth);
         Span<float> v = ws.Floats("attn.v", rows * _g.ValueWidth);
         float[] heads = ws.FloatArray("attn.out", rows * _g.OutputWidth);
-        MatMul.Multiply(_weights.Query, normed, q, rows, _pool);
-        MatMul.Multiply(_weights.Key, normed, k, rows, _pool);
-        MatMul.Multiply(_weights.Value, normed, v, rows, _pool);
-        VectorMath.Scale(v, _valueScale);
+        MatMul.Multiply(_weights.Query, normed, q, rows, _pool, _kernels);
+        MatMul.Multiply(_weights.Key, normed, k, rows, _pool, _kernels);
+        MatMul.Multiply(_weights.Value, normed, v, rows, _pool, _kernels);
+        VectorMath.Scale(v, _valueScale, _kernels.Isa);
 
         int half = _g.RotaryDims / 2;
         Span<float> cos = stackalloc float[half];
@@ -59,8 +61,8 @@ public sealed class AttentionLayer
         for (int r = 0; r < rows; r++)
         {
             _rope.Angles(layout.Position(r), cos, sin);
-            _rope.Apply(q.AsSpan(r * _g.QueryWidth, _g.QueryWidth), _g.HeadDim, cos, sin);
-            _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin);
+            _rope.Apply(q.AsSpan(r * _g.QueryWidth, _g.QueryWidth), _g.HeadDim, cos, sin, _kernels.Isa);
+            _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin, _kernels.Isa);
         }
 
         LayerKvCache[] rowCache = ws.RowCaches(rows);
@@ -116,7 +118,7 @@ public sealed class AttentionLayer
             _pool.Run(job, items, _pool.GrainFor(items));
         }
         job.Clear();
-        MatMul.Multiply(_weights.Output, heads, output, rows, _pool);
+        MatMul.Multiply(_weights.Output, heads, output, rows, _pool, _kernels);
     }
 
     /// <summary>
@@ -181,7 +183,7 @@ public sealed class AttentionLayer
                     AttentionKernel.Accumulate(queries, heads, g.HeadDim,
                         cache.KeysFrom(first, count)[(kvHead * g.HeadDim)..], g.KeyWidth,
                         cache.ValuesFrom(first, count)[(kvHead * g.ValueHeadDim)..], g.ValueWidth, g.ValueHeadDim,
-                        count, scale, max, sum, acc, scratch);
+                        count, scale, max, sum, acc, scratch, layer._kernels.Isa);
                     first += count;
                 }
                 AttentionKernel.Finish(heads, g.ValueHeadDim, sum, acc,

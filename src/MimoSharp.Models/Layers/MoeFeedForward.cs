@@ -21,8 +21,9 @@ public sealed class MoeFeedForward
     private readonly float _scaling;
     private readonly int _hidden;
     private readonly WorkerPool _pool;
+    private readonly KernelMode _kernels;
 
-    public MoeFeedForward(MoeWeights weights, int topK, int groups, int topkGroups, bool normalize, float scaling, WorkerPool pool)
+    public MoeFeedForward(MoeWeights weights, int topK, int groups, int topkGroups, bool normalize, float scaling, WorkerPool pool, KernelMode kernels = default)
     {
         _weights = weights;
         _topK = topK;
@@ -32,6 +33,7 @@ public sealed class MoeFeedForward
         _scaling = scaling;
         _hidden = weights.Router.Cols;
         _pool = pool;
+        _kernels = kernels;
     }
 
     public int Experts => _weights.Experts.Length;
@@ -45,7 +47,7 @@ public sealed class MoeFeedForward
     {
         int experts = Experts;
         Span<float> logits = ws.Floats("moe.router", rows * experts);
-        MatMul.Multiply(_weights.Router, input, logits, rows, _pool);
+        MatMul.Multiply(_weights.Router, input, logits, rows, _pool, _kernels);
 
         Span<int> selected = ws.Ints("moe.selected", rows * _topK);
         Span<float> weights = ws.Floats("moe.weights", rows * _topK);
@@ -100,12 +102,12 @@ public sealed class MoeFeedForward
                 int row = order[begin + j] / _topK;
                 input.Slice(row * _hidden, _hidden).CopyTo(gathered.Slice(j * _hidden, _hidden));
             }
-            DenseFeedForward.Apply(_weights.Experts[e], gathered[..(m * _hidden)], expertOut, m, ws, _pool);
+            DenseFeedForward.Apply(_weights.Experts[e], gathered[..(m * _hidden)], expertOut, m, ws, _pool, _kernels);
             for (int j = 0; j < m; j++)
             {
                 int pair = order[begin + j];
                 int row = pair / _topK;
-                VectorMath.MultiplyAdd(expertOut.Slice(j * _hidden, _hidden), weights[pair], output.Slice(row * _hidden, _hidden));
+                VectorMath.MultiplyAdd(expertOut.Slice(j * _hidden, _hidden), weights[pair], output.Slice(row * _hidden, _hidden), _kernels.Isa);
             }
         }
     }
@@ -134,10 +136,11 @@ public sealed class MoeFeedForward
         job.Hidden = _hidden;
         job.Experts = _weights.Experts;
         job.Pool = _pool;
+        job.Kernels = _kernels;
         _pool.Run(job, _topK, 1);
         for (int k = 0; k < _topK; k++)
         {
-            VectorMath.MultiplyAdd(job.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden]);
+            VectorMath.MultiplyAdd(job.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden], _kernels.Isa);
         }
     }
 
@@ -152,6 +155,7 @@ public sealed class MoeFeedForward
         public int Hidden;
         public MlpWeights[] Experts = [];
         public WorkerPool Pool = WorkerPool.Shared;
+        public KernelMode Kernels;
 
         public void Execute(int start, int end)
         {
@@ -161,10 +165,10 @@ public sealed class MoeFeedForward
                 Span<float> gate = Gate.AsSpan(k * Width, Width);
                 Span<float> up = Up.AsSpan(k * Width, Width);
                 // The pool is busy running this job, so these products run on this thread alone.
-                MatMul.Multiply(e.Gate, Input, gate, 1, Pool);
-                MatMul.Multiply(e.Up, Input, up, 1, Pool);
-                VectorMath.SwiGlu(gate, up);
-                MatMul.Multiply(e.Down, gate, Out.AsSpan(k * Hidden, Hidden), 1, Pool);
+                MatMul.Multiply(e.Gate, Input, gate, 1, Pool, Kernels);
+                MatMul.Multiply(e.Up, Input, up, 1, Pool, Kernels);
+                VectorMath.SwiGlu(gate, up, Kernels.Isa);
+                MatMul.Multiply(e.Down, gate, Out.AsSpan(k * Hidden, Hidden), 1, Pool, Kernels);
             }
         }
     }
