@@ -101,6 +101,27 @@ public sealed class CacheConsistencyTests
         Assert.Equal(30, cache.Length);
     }
 
+    [Theory]
+    [InlineData(1)]  // the one-row MoE path
+    [InlineData(5)]  // the few-rows path (whole experts per thread)
+    [InlineData(8)]
+    public void ChunksThroughTheSmallBatchMoePathsEqualOneLargeForward(int chunk)
+    {
+        // 48 rows at once take the general MoE path (per-expert products split over threads).
+        using var model = MimoModel.Load(RandomModels.Write("tiny-w8", RandomModels.TinyConfig(window: 8)));
+        int v = model.VocabSize;
+        int[] ids = Sequence(48, v, 41);
+        float[] full = FullLogits(model, ids);
+        SequenceKvCache cache = model.CreateCache(reserve: chunk);
+        var logits = new float[chunk * v];
+        for (int t = 0; t < ids.Length; t += chunk)
+        {
+            int n = Math.Min(chunk, ids.Length - t);
+            model.Forward([new SequenceInput(cache, ids[t..(t + n)])], default, logits.AsSpan(0, n * v));
+            AssertRowsClose(full.AsSpan(t * v, n * v), logits.AsSpan(0, n * v), $"rows {t}..{t + n - 1}");
+        }
+    }
+
     [Fact]
     public void BatchOfSequencesAtDifferentPositionsEqualsSeparateRuns()
     {
