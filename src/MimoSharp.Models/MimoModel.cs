@@ -34,6 +34,7 @@ public sealed class MimoModel : IDisposable
     private readonly DenseFeedForward[] _mtpMlp;
     private readonly ForwardWorkspace _ws = new();
     private readonly BatchLayout _layout = new();
+    private readonly bool _checkActivations;
 
     public MimoConfig Config { get; }
     public MimoDerivedConfig Derived { get; }
@@ -52,6 +53,7 @@ public sealed class MimoModel : IDisposable
         _checkpoint = checkpoint;
         _ownsPool = options.Threads is not null;
         _pool = options.Threads is int threads ? new WorkerPool(threads) : WorkerPool.Shared;
+        _checkActivations = options.CheckActivations;
 
         int layers = config.NumHiddenLayers;
         _attention = new AttentionLayer[layers];
@@ -97,6 +99,10 @@ public sealed class MimoModel : IDisposable
         Checkpoint checkpoint = Checkpoint.Open(directory, read);
         try
         {
+            if (options?.CheckTensors == true)
+            {
+                TensorScanner.ThrowIfCorrupt(checkpoint);
+            }
             MimoWeights weights = MimoWeights.Load(checkpoint, config, config.Derived);
             var model = new MimoModel(config, weights, options, checkpoint) { Residency = read ? WeightResidency.Read : WeightResidency.Map };
             if (!read && (options?.Prefault ?? true) && fits)
@@ -170,6 +176,7 @@ public sealed class MimoModel : IDisposable
                 _w.Embedding.DequantizeRow(token, x.Slice(r++ * h, h));
             }
         }
+        Guard(x, Sublayer.Embedding, -1);
 
         Span<float> normed = _ws.Floats("normed", rows * h);
         Span<float> delta = _ws.Floats("delta", rows * h);
@@ -179,6 +186,7 @@ public sealed class MimoModel : IDisposable
         {
             DecoderLayerWeights lw = _w.Layers[i];
             _attention[i].Forward(_layout, normed, delta, _ws);
+            Guard(delta, Sublayer.Attention, i);
             AddRmsNormRows(delta, x, lw.PostAttentionNorm, normed, rows);
             if (_moe[i] is { } moe)
             {
@@ -188,6 +196,7 @@ public sealed class MimoModel : IDisposable
             {
                 _dense[i]!.Forward(normed, delta, rows, _ws);
             }
+            Guard(delta, Sublayer.FeedForward, i);
             if (i + 1 < _attention.Length)
             {
                 AddRmsNormRows(delta, x, _w.Layers[i + 1].InputNorm, normed, rows);
@@ -202,6 +211,7 @@ public sealed class MimoModel : IDisposable
             x.CopyTo(hidden);
         }
         ProjectLogits(x, _w.FinalNorm, logits);
+        Guard(logits[..(CountLogitRows(inputs) * VocabSize)], Sublayer.LmHead, -1);
     }
 
     /// <summary>
@@ -253,11 +263,14 @@ public sealed class MimoModel : IDisposable
         Span<float> delta = _ws.Floats("delta", rows * h);
         RmsNormRows(z, hw.InputNorm, normed, rows);
         _mtpAttention[head].Forward(_layout, normed, delta, _ws);
+        Guard(delta, Sublayer.Attention, head, mtp: true);
         VectorMath.Add(delta, z);
         RmsNormRows(z, hw.PreMlpNorm, normed, rows);
         _mtpMlp[head].Forward(normed, delta, rows, _ws);
+        Guard(delta, Sublayer.FeedForward, head, mtp: true);
         VectorMath.Add(delta, z);
         ProjectLogits(z, hw.FinalNorm, logits);
+        Guard(logits[..(logitRows * VocabSize)], Sublayer.LmHead, head, mtp: true);
     }
 
     private int BuildLayout(ReadOnlySpan<SequenceInput> inputs)
@@ -300,6 +313,15 @@ public sealed class MimoModel : IDisposable
         if (logits.Length < (long)logitRows * VocabSize)
         {
             throw new ArgumentException($"logits output holds {logits.Length} floats; {logitRows} rows need {(long)logitRows * VocabSize}");
+        }
+    }
+
+    /// <summary>Stops at the first non-finite sublayer output (see <see cref="ActivationGuard"/>); the rows of this forward only.</summary>
+    private void Guard(ReadOnlySpan<float> values, Sublayer sublayer, int layer, bool mtp = false)
+    {
+        if (_checkActivations)
+        {
+            ActivationGuard.Check(values, sublayer == Sublayer.LmHead ? VocabSize : HiddenSize, sublayer, layer, mtp);
         }
     }
 

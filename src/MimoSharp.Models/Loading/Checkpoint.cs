@@ -1,6 +1,7 @@
 using System.Text.Json;
 using MimoSharp.Tensors;
 using MimoSharp.Tensors.Quantization;
+using MimoSharp.Tensors.Storage;
 
 namespace MimoSharp.Models.Loading;
 
@@ -13,6 +14,8 @@ public sealed class Checkpoint : IDisposable
 {
     public const string IndexFileName = "model.safetensors.index.json";
     public const string SingleFileName = "model.safetensors";
+    /// <summary>Index files larger than this are refused (the real one is 5 MB).</summary>
+    public const long MaxIndexBytes = 256L << 20;
 
     private readonly List<SafetensorsFile> _files;
     private readonly Dictionary<string, TensorEntry> _tensors;
@@ -115,7 +118,8 @@ public sealed class Checkpoint : IDisposable
     {
         try
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllText(indexPath));
+            string text = InputFile.ReadText(indexPath, $"a {IndexFileName} file", MaxIndexBytes, message => new CheckpointException(message));
+            using JsonDocument document = JsonDocument.Parse(text, new JsonDocumentOptions { AllowDuplicateProperties = false });
             if (document.RootElement.ValueKind != JsonValueKind.Object
                 || !document.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)
             {
@@ -134,7 +138,7 @@ public sealed class Checkpoint : IDisposable
         }
         catch (JsonException ex)
         {
-            throw new CheckpointException($"{indexPath}: invalid JSON: {ex.Message}", ex);
+            throw new CheckpointException($"{indexPath}: invalid JSON {InputFile.DescribeJsonError(ex)}", ex);
         }
     }
 
