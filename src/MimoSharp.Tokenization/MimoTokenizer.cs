@@ -80,7 +80,7 @@ public sealed class MimoTokenizer
         }
         catch (JsonException ex)
         {
-            throw new TokenizerException($"{path}: invalid JSON {InputFile.DescribeJsonError(ex)}", ex);
+            throw new TokenizerException($"{path}: invalid JSON: {InputFile.DescribeJsonError(ex)}", ex);
         }
     }
 

@@ -43,7 +43,7 @@ internal static class TemplateCommand
         }
         catch (JsonException ex)
         {
-            throw new ArgumentException($"{option} {path}: invalid JSON {InputFile.DescribeJsonError(ex)}");
+            throw new ArgumentException($"{option} {path}: invalid JSON: {InputFile.DescribeJsonError(ex)}");
         }
     }
 }

@@ -134,7 +134,7 @@ public sealed record MimoConfig
         }
         catch (JsonException ex)
         {
-            throw new ModelConfigException($"{source}: {InputFile.DescribeJsonError(ex, ConfigKeyTypes.Expected)}", ex);
+            throw new ModelConfigException($"{source}: {InputFile.DescribeJsonError(ex, ConfigKeyTypes.Expected, json)}", ex);
         }
         if (config is null)
         {

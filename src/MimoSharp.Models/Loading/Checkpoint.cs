@@ -116,9 +116,9 @@ public sealed class Checkpoint : IDisposable
 
     private static Dictionary<string, string> ReadIndex(string indexPath)
     {
+        string text = InputFile.ReadText(indexPath, $"a {IndexFileName} file", MaxIndexBytes, message => new CheckpointException(message));
         try
         {
-            string text = InputFile.ReadText(indexPath, $"a {IndexFileName} file", MaxIndexBytes, message => new CheckpointException(message));
             using JsonDocument document = JsonDocument.Parse(text, new JsonDocumentOptions { AllowDuplicateProperties = false });
             if (document.RootElement.ValueKind != JsonValueKind.Object
                 || !document.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)
@@ -138,7 +138,7 @@ public sealed class Checkpoint : IDisposable
         }
         catch (JsonException ex)
         {
-            throw new CheckpointException($"{indexPath}: invalid JSON {InputFile.DescribeJsonError(ex)}", ex);
+            throw new CheckpointException($"{indexPath}: invalid JSON: {InputFile.DescribeJsonError(ex, text: text)}", ex);
         }
     }
 

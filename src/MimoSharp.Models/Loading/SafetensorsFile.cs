@@ -76,7 +76,7 @@ public sealed class SafetensorsFile : IDisposable
         }
         catch (JsonException ex)
         {
-            throw Fail($"header is not valid JSON {InputFile.DescribeJsonError(ex)}");
+            throw Fail($"header is not valid JSON: {InputFile.DescribeJsonError(ex, text: headerText)}");
         }
         using (document)
         {

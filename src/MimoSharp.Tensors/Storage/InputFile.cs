@@ -25,7 +25,7 @@ public static class InputFile
         var info = new FileInfo(path);
         if (!info.Exists)
         {
-            throw fail($"{path}: not found; expected {what}");
+            throw fail($"{path}: file not found; expected {what}");
         }
         if (info.LinkTarget is not null)
         {
@@ -95,9 +95,10 @@ public static class InputFile
     /// A JSON syntax or type error as "at line L, column C: reason", without the runtime's CLR type names
     /// and position suffix. <paramref name="expectedByPath"/> may name what a key should hold ("an integer").
     /// </summary>
-    public static string DescribeJsonError(JsonException ex, Func<string, string?>? expectedByPath = null)
+    /// <param name="text">The JSON text, to name a duplicated key in full (the runtime names a CLR property or cuts the name short).</param>
+    public static string DescribeJsonError(JsonException ex, Func<string, string?>? expectedByPath = null, string? text = null)
     {
-        string position = ex.LineNumber is long line ? $"line {line + 1}, column {(ex.BytePositionInLine ?? 0) + 1}" : "an unknown position";
+        string position = ex.LineNumber is long line ? $"line {line + 1}, column {(ex.BytePositionInLine ?? 0) + 1}" : "";
         string key = ex.Path is { Length: > 1 } p ? p.TrimStart('$').TrimStart('.') : "";
         string message = ex.Message;
         int cut = message.IndexOf(" Path: ", StringComparison.Ordinal);
@@ -109,9 +110,11 @@ public static class InputFile
         {
             message = message[..cut];
         }
-        if (message.StartsWith("Duplicate property", StringComparison.Ordinal))
+        if (System.Text.RegularExpressions.Regex.Match(message, "^Duplicate property '([^']*)'") is { Success: true } duplicate)
         {
-            message = "the key appears twice; expected each key once";
+            string name = (text is not null ? DuplicateKey(text) : null) ?? duplicate.Groups[1].Value;
+            message = $"the key \"{name}\" appears twice; expected each key once";
+            key = "";
         }
         else if (message.Contains("could not be converted to", StringComparison.Ordinal) || message.Contains("System.", StringComparison.Ordinal)
             || message.Contains("MimoSharp.", StringComparison.Ordinal))
@@ -120,7 +123,54 @@ public static class InputFile
             message = $"expected {expected}";
         }
         message = message.TrimEnd('.');
-        return key.Length > 0 ? $"\"{key}\" at {position}: {message}" : $"at {position}: {message}";
+        string at = position.Length > 0 ? $" at {position}" : "";
+        return key.Length > 0 ? $"\"{key}\"{at}: {message}" : at.Length > 0 ? $"{at.TrimStart()}: {message}" : message;
+    }
+
+    /// <summary>The path ("a.b") of the first key an object of <paramref name="text"/> holds twice, or null.</summary>
+    public static string? DuplicateKey(string text)
+    {
+        try
+        {
+            using JsonDocument document = JsonDocument.Parse(text, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            return DuplicateKey(document.RootElement, "");
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static string? DuplicateKey(JsonElement element, string path)
+    {
+        if (element.ValueKind == JsonValueKind.Object)
+        {
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            foreach (JsonProperty property in element.EnumerateObject())
+            {
+                string here = path.Length == 0 ? property.Name : $"{path}.{property.Name}";
+                if (!names.Add(property.Name))
+                {
+                    return here;
+                }
+                if (DuplicateKey(property.Value, here) is string inner)
+                {
+                    return inner;
+                }
+            }
+        }
+        else if (element.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (JsonElement item in element.EnumerateArray())
+            {
+                if (DuplicateKey(item, $"{path}[{i++}]") is string inner)
+                {
+                    return inner;
+                }
+            }
+        }
+        return null;
     }
 
     /// <summary>An I/O error's reason without the runtime's phrasing of the path.</summary>
