@@ -3,20 +3,35 @@
 #   llama.cpp: a random F32 GGUF of the `small` preset's shape, quantized to Q8_0 and Q4_0, llama-bench.
 #   MimoSharp: `mimo create-random --preset small` (FP8 + block scales, as the real checkpoint), mimo bench;
 #              and the same model through `mimo quantize --type q8_0 / q4_0`, format for format against llama.cpp's.
-# Prints both and their ratios. Long (llama.cpp builds in ~20 min on 2 cores): not a test.
-# Usage: [ROUNDS=2] bash benchmarks/side-by-side.sh LLAMA_GIT_DIR [THREADS=2] [COMMIT]
-#   LLAMA_GIT_DIR: a git directory of llama.cpp's public repository (any clone or mirror).
+# Prints both and their ratios. Long (several minutes per round): not a test.
+#
+# This script never builds llama.cpp: give it the directory holding a llama-bench and a llama-quantize
+# that you built by hand outside this repository (e.g. for an AVX2 comparison on any x86 machine:
+# cmake -B build -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON; see llama.cpp's own README).
+# Writing the GGUF needs that tree's gguf-py (GGUF_PY, default LLAMA_BIN_DIR/../../gguf-py, i.e. a build
+# directory inside the source tree) and /usr/bin/python3 with numpy.
+#
+# Usage: [ROUNDS=2] [GGUF_PY=DIR] bash benchmarks/side-by-side.sh LLAMA_BIN_DIR [THREADS=2] [ISA=Auto]
+#   ISA: MimoSharp's kernel path (`mimo bench --isa`: Auto, Vector512, Vector256, Vector128, Scalar). llama.cpp's
+#        instruction set is fixed when it is built; hold both to the same one (Vector256 against -DGGML_NATIVE=OFF
+#        -DGGML_AVX2=ON, which keeps AVX-512 off).
 set -euo pipefail
-GIT_DIR="${1:?usage: side-by-side.sh LLAMA_GIT_DIR [THREADS] [COMMIT]}"
+BIN="${1:?usage: side-by-side.sh LLAMA_BIN_DIR [THREADS] [ISA]  (a directory with llama-bench and llama-quantize built by hand)}"
 THREADS="${2:-2}"
+ISA="${3:-Auto}"
 ROUNDS="${ROUNDS:-2}"
-COMMIT="${3:-0a50d9909a3478e82679f505bf8595d1eee4b0a8}"
+BIN="$(cd "$BIN" && pwd)"
+for tool in llama-bench llama-quantize; do
+  [ -x "$BIN/$tool" ] || { echo "side-by-side.sh: $BIN/$tool is missing or not executable (build llama.cpp by hand; this script never builds it)" >&2; exit 2; }
+done
+GGUF_PY="${GGUF_PY:-$BIN/../../gguf-py}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 WORK=/tmp/mimosharp-side-by-side
 mkdir -p "$WORK"
-
-bash "$HERE/peer/build_llama.sh" "$GIT_DIR" "$COMMIT"
+echo "llama.cpp: $BIN ($("$BIN/llama-bench" --version 2>&1 | head -1 || true)); MimoSharp kernels: $ISA; threads $THREADS; $ROUNDS rounds"
+echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(grep -o -w -m1 -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 dotnet build -c Release "$REPO/src/MimoSharp.Cli" > /dev/null
 MIMO="$REPO/src/MimoSharp.Cli/bin/Release/net10.0/mimo"
@@ -26,9 +41,10 @@ for t in q8_0 q4_0; do
 done
 
 if [ ! -f "$WORK/mimo2-q8_0.gguf" ] || [ ! -f "$WORK/mimo2-q4_0.gguf" ]; then
-  PYTHONPATH=/tmp/llama.cpp/gguf-py /usr/bin/python3 "$HERE/peer/config_to_gguf.py" "$WORK/small/config.json" "$WORK/mimo2-f32.gguf"
+  [ -d "$GGUF_PY" ] || { echo "side-by-side.sh: no gguf-py at $GGUF_PY (set GGUF_PY to llama.cpp's gguf-py directory)" >&2; exit 2; }
+  PYTHONPATH="$GGUF_PY" /usr/bin/python3 "$HERE/peer/config_to_gguf.py" "$WORK/small/config.json" "$WORK/mimo2-f32.gguf"
   for t in Q8_0 Q4_0; do
-    /tmp/llama.cpp/build/bin/llama-quantize "$WORK/mimo2-f32.gguf" "$WORK/mimo2-${t,,}.gguf" "$t" > "$WORK/quantize-$t.log" 2>&1
+    "$BIN/llama-quantize" "$WORK/mimo2-f32.gguf" "$WORK/mimo2-${t,,}.gguf" "$t" > "$WORK/quantize-$t.log" 2>&1
   done
   rm -f "$WORK/mimo2-f32.gguf"
 fi
@@ -38,13 +54,14 @@ fi
 # runs alternate, ROUNDS times, and the table shows each one's mean over the rounds.
 for t in q8_0 q4_0; do cat "$WORK/mimo2-$t.gguf" > /dev/null; done   # page them in, as mimo reads its weights into memory
 for round in $(seq 1 "$ROUNDS"); do
-  /tmp/llama.cpp/build/bin/llama-bench -m "$WORK/mimo2-q8_0.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-q8_0.$round.json"
-  "$MIMO" bench --model "$WORK/small" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo.$round.json"
-  "$MIMO" bench --model "$WORK/small-q8_0" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo-q8_0.$round.json"
-  /tmp/llama.cpp/build/bin/llama-bench -m "$WORK/mimo2-q4_0.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-q4_0.$round.json"
-  "$MIMO" bench --model "$WORK/small-q4_0" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --json > "$WORK/mimo-q4_0.$round.json"
+  "$BIN/llama-bench" -m "$WORK/mimo2-q8_0.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-q8_0.$round.json"
+  "$MIMO" bench --model "$WORK/small" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --isa "$ISA" --json > "$WORK/mimo.$round.json"
+  "$MIMO" bench --model "$WORK/small-q8_0" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --isa "$ISA" --json > "$WORK/mimo-q8_0.$round.json"
+  "$BIN/llama-bench" -m "$WORK/mimo2-q4_0.gguf" -t "$THREADS" -p 512 -n 128 -r 3 -o json > "$WORK/llama-q4_0.$round.json"
+  "$MIMO" bench --model "$WORK/small-q4_0" --threads "$THREADS" --prompt-tokens 512 --gen-tokens 128 --draft-tokens 0 --repetitions 3 --isa "$ISA" --json > "$WORK/mimo-q4_0.$round.json"
 done
 
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$WORK" "$ROUNDS" <<'PY'
 import json, sys, os
 work, rounds = sys.argv[1], int(sys.argv[2])

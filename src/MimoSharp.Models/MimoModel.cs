@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using MimoSharp.Tensors.Storage;
 using MimoSharp.Models.Caching;
 using MimoSharp.Models.Configuration;
@@ -14,11 +15,20 @@ namespace MimoSharp.Models;
 /// once from the checkpoint; <see cref="Forward"/> runs a batch of sequences, each at its own positions
 /// with its own cache, and reads top to bottom: embed → (norm → attention → residual → norm → dense or
 /// MoE → residual) per layer → final norm → lm_head.
+/// The loaded model is immutable: weights and layers only. Every mutable thing a forward needs lives
+/// in the caller's <see cref="ForwardWorkspace"/> (activations, batch layout, job objects) and in the
+/// sequences' caches, so one model serves any number of executors on any threads. The overloads
+/// without a workspace rent one from a small pool (no allocation once warm).
 /// </summary>
 public sealed class MimoModel : IDisposable
 {
     private readonly Checkpoint? _checkpoint;
     private readonly WorkerPool _pool;
+
+    private readonly KernelMode _kernels;
+
+    /// <summary>The kernels' path and activation mode (Auto resolved).</summary>
+    public KernelMode Kernels => _kernels;
 
     /// <summary>The kernels' thread pool.</summary>
     public WorkerPool Pool => _pool;
@@ -32,8 +42,7 @@ public sealed class MimoModel : IDisposable
     private readonly MoeFeedForward?[] _moe;
     private readonly AttentionLayer[] _mtpAttention;
     private readonly DenseFeedForward[] _mtpMlp;
-    private readonly ForwardWorkspace _ws = new();
-    private readonly BatchLayout _layout = new();
+    private readonly ConcurrentBag<ForwardWorkspace> _spareWorkspaces = [];
     private readonly bool _checkActivations;
 
     public MimoConfig Config { get; }
@@ -53,6 +62,7 @@ public sealed class MimoModel : IDisposable
         _checkpoint = checkpoint;
         _ownsPool = options.Threads is not null;
         _pool = options.Threads is int threads ? new WorkerPool(threads) : WorkerPool.Shared;
+        _kernels = options.Kernels with { Isa = options.Kernels.ResolvedIsa };
         _checkActivations = options.CheckActivations;
 
         int layers = config.NumHiddenLayers;
@@ -63,15 +73,15 @@ public sealed class MimoModel : IDisposable
         {
             int layer = i;
             DecoderLayerWeights lw = weights.Layers[i];
-            _attention[i] = new AttentionLayer(lw.Attention with { Geometry = Derived.Attention(i) }, Derived.ValueScale, c => c.Layer(layer), _pool);
+            _attention[i] = new AttentionLayer(lw.Attention with { Geometry = Derived.Attention(i) }, Derived.ValueScale, c => c.Layer(layer), _pool, _kernels);
             if (lw.Moe is { } moe)
             {
                 _moe[i] = new MoeFeedForward(moe, config.NumExpertsPerTok, Derived.ExpertGroups, Derived.TopkGroups,
-                    config.NormTopkProb, Derived.RoutedScalingFactor, _pool);
+                    config.NormTopkProb, Derived.RoutedScalingFactor, _pool, _kernels);
             }
             else
             {
-                _dense[i] = new DenseFeedForward(lw.Mlp!, _pool);
+                _dense[i] = new DenseFeedForward(lw.Mlp!, _pool, _kernels);
             }
         }
         _mtpAttention = new AttentionLayer[MtpHeads];
@@ -80,8 +90,8 @@ public sealed class MimoModel : IDisposable
         {
             int head = k;
             MtpHeadWeights hw = weights.MtpHeads[k];
-            _mtpAttention[k] = new AttentionLayer(hw.Attention with { Geometry = Derived.Sliding }, Derived.ValueScale, c => c.Mtp(head), _pool);
-            _mtpMlp[k] = new DenseFeedForward(hw.Mlp, _pool);
+            _mtpAttention[k] = new AttentionLayer(hw.Attention with { Geometry = Derived.Sliding }, Derived.ValueScale, c => c.Mtp(head), _pool, _kernels);
+            _mtpMlp[k] = new DenseFeedForward(hw.Mlp, _pool, _kernels);
         }
     }
 
@@ -121,8 +131,12 @@ public sealed class MimoModel : IDisposable
         }
     }
 
-    /// <summary>A cache for one sequence. <paramref name="reserve"/>: positions a sliding layer can give back (speculative drafts).</summary>
-    public SequenceKvCache CreateCache(int reserve = 64, int initialCapacity = 256) => new(Derived, MtpHeads, reserve, initialCapacity);
+    /// <summary>
+    /// A cache for one sequence. <paramref name="reserve"/>: positions a sliding layer can give back
+    /// (speculative drafts); <paramref name="positionLimit"/>: global layers never grow beyond it (0: no limit).
+    /// </summary>
+    public SequenceKvCache CreateCache(int reserve = 64, int initialCapacity = 256, int positionLimit = 0) =>
+        new(Derived, MtpHeads, reserve, initialCapacity, positionLimit);
 
     /// <summary>Bytes of weights one decoded token reads (attention, active experts, dense layers, embedding row, lm_head).</summary>
     public long WeightBytesPerToken
@@ -164,11 +178,26 @@ public sealed class MimoModel : IDisposable
     /// </summary>
     public void Forward(ReadOnlySpan<SequenceInput> inputs, Span<float> hidden, Span<float> logits)
     {
+        ForwardWorkspace ws = RentWorkspace();
+        try
+        {
+            Forward(ws, inputs, hidden, logits);
+        }
+        finally
+        {
+            _spareWorkspaces.Add(ws);
+        }
+    }
+
+    /// <inheritdoc cref="Forward(ReadOnlySpan{SequenceInput}, Span{float}, Span{float})"/>
+    /// <param name="ws">The caller's run state; one forward at a time per workspace.</param>
+    public void Forward(ForwardWorkspace ws, ReadOnlySpan<SequenceInput> inputs, Span<float> hidden, Span<float> logits)
+    {
         int h = HiddenSize;
-        int rows = BuildLayout(inputs);
+        int rows = BuildLayout(ws.Layout, inputs);
         CheckOutputs(rows, CountLogitRows(inputs), hidden, logits);
 
-        Span<float> x = _ws.Floats("x", rows * h);
+        Span<float> x = ws.Floats("x", rows * h);
         for (int s = 0, r = 0; s < inputs.Length; s++)
         {
             foreach (int token in inputs[s].Tokens.Span)
@@ -178,23 +207,23 @@ public sealed class MimoModel : IDisposable
         }
         Guard(x, Sublayer.Embedding, -1);
 
-        Span<float> normed = _ws.Floats("normed", rows * h);
-        Span<float> delta = _ws.Floats("delta", rows * h);
+        Span<float> normed = ws.Floats("normed", rows * h);
+        Span<float> delta = ws.Floats("delta", rows * h);
         // Each residual add is fused with the RMSNorm that follows it (the next sublayer's input norm).
         RmsNormRows(x, _w.Layers[0].InputNorm, normed, rows);
         for (int i = 0; i < _attention.Length; i++)
         {
             DecoderLayerWeights lw = _w.Layers[i];
-            _attention[i].Forward(_layout, normed, delta, _ws);
+            _attention[i].Forward(ws.Layout, normed, delta, ws);
             Guard(delta, Sublayer.Attention, i);
             AddRmsNormRows(delta, x, lw.PostAttentionNorm, normed, rows);
             if (_moe[i] is { } moe)
             {
-                moe.Forward(normed, delta, rows, _ws);
+                moe.Forward(normed, delta, rows, ws);
             }
             else
             {
-                _dense[i]!.Forward(normed, delta, rows, _ws);
+                _dense[i]!.Forward(normed, delta, rows, ws);
             }
             Guard(delta, Sublayer.FeedForward, i);
             if (i + 1 < _attention.Length)
@@ -203,22 +232,39 @@ public sealed class MimoModel : IDisposable
             }
             else
             {
-                VectorMath.Add(delta, x);
+                VectorMath.Add(delta, x, _kernels.Isa);
             }
         }
         if (!hidden.IsEmpty)
         {
             x.CopyTo(hidden);
         }
-        ProjectLogits(x, _w.FinalNorm, logits);
+        ProjectLogits(ws, x, _w.FinalNorm, logits);
         Guard(logits[..(CountLogitRows(inputs) * VocabSize)], Sublayer.LmHead, -1);
     }
+
+    private ForwardWorkspace RentWorkspace() => _spareWorkspaces.TryTake(out ForwardWorkspace? ws) ? ws : new ForwardWorkspace();
 
     /// <summary>
     /// Runs MTP head <paramref name="head"/> over rows of (token, main hidden) pairs, appending them to
     /// the head's cache of each sequence, and writes logits of the rows the inputs ask for.
     /// </summary>
     public void ForwardMtp(int head, ReadOnlySpan<MtpInput> inputs, Span<float> logits)
+    {
+        ForwardWorkspace ws = RentWorkspace();
+        try
+        {
+            ForwardMtp(ws, head, inputs, logits);
+        }
+        finally
+        {
+            _spareWorkspaces.Add(ws);
+        }
+    }
+
+    /// <inheritdoc cref="ForwardMtp(int, ReadOnlySpan{MtpInput}, Span{float})"/>
+    /// <param name="ws">The caller's run state; one forward at a time per workspace.</param>
+    public void ForwardMtp(ForwardWorkspace ws, int head, ReadOnlySpan<MtpInput> inputs, Span<float> logits)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(head);
         if (head >= MtpHeads)
@@ -227,7 +273,8 @@ public sealed class MimoModel : IDisposable
         }
         int h = HiddenSize;
         MtpHeadWeights hw = _w.MtpHeads[head];
-        _layout.Clear();
+        BatchLayout layout = ws.Layout;
+        layout.Clear();
         int logitRows = 0;
         foreach (MtpInput input in inputs)
         {
@@ -236,15 +283,15 @@ public sealed class MimoModel : IDisposable
                 throw new ArgumentException($"MTP input has {input.Tokens.Length} tokens but {input.MainHidden.Length} hidden values; expected {input.Tokens.Length * h}");
             }
             CheckTokens(input.Tokens.Span);
-            _layout.Add(input.Cache, input.Cache.Mtp(head).Length, input.Tokens.Length, input.Logits);
+            layout.Add(input.Cache, input.Cache.Mtp(head).Length, input.Tokens.Length, input.Logits);
             logitRows += LogitRowCount(input.Logits, input.Tokens.Length);
         }
-        int rows = _layout.Rows;
+        int rows = layout.Rows;
         CheckOutputs(rows, logitRows, default, logits);
 
         // z = eh_proj · [enorm(E[token]); hnorm(h_main)]   (concat order [embedding, hidden])
-        Span<float> fused = _ws.Floats("mtp.concat", rows * 2 * h);
-        Span<float> embedded = _ws.Floats("mtp.embed", h);
+        Span<float> fused = ws.Floats("mtp.concat", rows * 2 * h);
+        Span<float> embedded = ws.Floats("mtp.embed", h);
         for (int s = 0, r = 0; s < inputs.Length; s++)
         {
             ReadOnlySpan<int> tokens = inputs[s].Tokens.Span;
@@ -252,30 +299,30 @@ public sealed class MimoModel : IDisposable
             for (int t = 0; t < tokens.Length; t++, r++)
             {
                 _w.Embedding.DequantizeRow(tokens[t], embedded);
-                VectorMath.RmsNorm(embedded, hw.EmbeddingNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h, h));
-                VectorMath.RmsNorm(mainHidden.Slice(t * h, h), hw.HiddenNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h + h, h));
+                VectorMath.RmsNorm(embedded, hw.EmbeddingNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h, h), _kernels.Isa);
+                VectorMath.RmsNorm(mainHidden.Slice(t * h, h), hw.HiddenNorm, Derived.RmsNormEps, fused.Slice(r * 2 * h + h, h), _kernels.Isa);
             }
         }
-        Span<float> z = _ws.Floats("mtp.z", rows * h);
-        MatMul.Multiply(hw.EhProj, fused, z, rows, _pool);
+        Span<float> z = ws.Floats("mtp.z", rows * h);
+        MatMul.Multiply(hw.EhProj, fused, z, rows, _pool, _kernels);
 
-        Span<float> normed = _ws.Floats("normed", rows * h);
-        Span<float> delta = _ws.Floats("delta", rows * h);
+        Span<float> normed = ws.Floats("normed", rows * h);
+        Span<float> delta = ws.Floats("delta", rows * h);
         RmsNormRows(z, hw.InputNorm, normed, rows);
-        _mtpAttention[head].Forward(_layout, normed, delta, _ws);
+        _mtpAttention[head].Forward(layout, normed, delta, ws);
         Guard(delta, Sublayer.Attention, head, mtp: true);
-        VectorMath.Add(delta, z);
+        VectorMath.Add(delta, z, _kernels.Isa);
         RmsNormRows(z, hw.PreMlpNorm, normed, rows);
-        _mtpMlp[head].Forward(normed, delta, rows, _ws);
+        _mtpMlp[head].Forward(normed, delta, rows, ws);
         Guard(delta, Sublayer.FeedForward, head, mtp: true);
-        VectorMath.Add(delta, z);
-        ProjectLogits(z, hw.FinalNorm, logits);
+        VectorMath.Add(delta, z, _kernels.Isa);
+        ProjectLogits(ws, z, hw.FinalNorm, logits);
         Guard(logits[..(logitRows * VocabSize)], Sublayer.LmHead, head, mtp: true);
     }
 
-    private int BuildLayout(ReadOnlySpan<SequenceInput> inputs)
+    private int BuildLayout(BatchLayout layout, ReadOnlySpan<SequenceInput> inputs)
     {
-        _layout.Clear();
+        layout.Clear();
         foreach (SequenceInput input in inputs)
         {
             CheckTokens(input.Tokens.Span);
@@ -288,9 +335,9 @@ public sealed class MimoModel : IDisposable
                 throw new ArgumentException(
                     $"sequence would reach {input.Cache.Length + input.Tokens.Length} positions, beyond max_position_embeddings {Config.MaxPositionEmbeddings}");
             }
-            _layout.Add(input.Cache, input.Cache.Length, input.Tokens.Length, input.Logits);
+            layout.Add(input.Cache, input.Cache.Length, input.Tokens.Length, input.Logits);
         }
-        return _layout.Rows;
+        return layout.Rows;
     }
 
     private void CheckTokens(ReadOnlySpan<int> tokens)
@@ -331,7 +378,7 @@ public sealed class MimoModel : IDisposable
         int h = HiddenSize;
         for (int r = 0; r < rows; r++)
         {
-            VectorMath.AddRmsNorm(delta.Slice(r * h, h), x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h));
+            VectorMath.AddRmsNorm(delta.Slice(r * h, h), x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h), _kernels.Isa);
         }
     }
 
@@ -340,28 +387,29 @@ public sealed class MimoModel : IDisposable
         int h = HiddenSize;
         for (int r = 0; r < rows; r++)
         {
-            VectorMath.RmsNorm(x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h));
+            VectorMath.RmsNorm(x.Slice(r * h, h), weight, Derived.RmsNormEps, y.Slice(r * h, h), _kernels.Isa);
         }
     }
 
     /// <summary>logits of the selected rows = lm_head · RMSNorm(x_row).</summary>
-    private void ProjectLogits(ReadOnlySpan<float> x, float[] norm, Span<float> logits)
+    private void ProjectLogits(ForwardWorkspace ws, ReadOnlySpan<float> x, float[] norm, Span<float> logits)
     {
         int h = HiddenSize;
-        Span<float> selected = _ws.Floats("logits.in", _layout.Rows * h);
+        BatchLayout layout = ws.Layout;
+        Span<float> selected = ws.Floats("logits.in", layout.Rows * h);
         int count = 0;
-        for (int s = 0, row = 0; s < _layout.Segments; s++)
+        for (int s = 0, row = 0; s < layout.Segments; s++)
         {
-            LogitRows mode = _layout.Logits(s);
-            int tokens = _layout.RowCount(s);
+            LogitRows mode = layout.Logits(s);
+            int tokens = layout.RowCount(s);
             int first = mode == LogitRows.Last ? tokens - 1 : mode == LogitRows.All ? 0 : tokens;
             for (int t = first; t < tokens; t++)
             {
-                VectorMath.RmsNorm(x.Slice((row + t) * h, h), norm, Derived.RmsNormEps, selected.Slice(count++ * h, h));
+                VectorMath.RmsNorm(x.Slice((row + t) * h, h), norm, Derived.RmsNormEps, selected.Slice(count++ * h, h), _kernels.Isa);
             }
             row += tokens;
         }
-        MatMul.Multiply(_w.LmHead, selected[..(count * h)], logits, count, _pool);
+        MatMul.Multiply(_w.LmHead, selected[..(count * h)], logits, count, _pool, _kernels);
     }
 
     public void Dispose()

@@ -1,4 +1,5 @@
 using MimoSharp.Models.Configuration;
+using MimoSharp.Tensors.Kernels;
 using MimoSharp.Tensors.Threading;
 
 namespace MimoSharp.Models;
@@ -26,6 +27,8 @@ public sealed record ModelLoadOptions
     public bool CheckTensors { get; init; }
     /// <summary>Stop a forward pass at the first sublayer output holding NaN or Inf (<see cref="ActivationGuard"/>).</summary>
     public bool CheckActivations { get; init; } = ActivationGuard.EnabledByDefault;
+    /// <summary>The kernels' path and activation mode for this model (default: the widest path, int8 activations for Q8_0 / Q4_0).</summary>
+    public KernelMode Kernels { get; init; }
 }
 
 /// <summary>Where a model's weights live while it runs.</summary>

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using MimoSharp.Tensors.Quantization;
+using MimoSharp.Tensors.Kernels;
 using MimoSharp.Tensors.Storage;
 
 namespace MimoSharp.Tensors;
@@ -195,8 +196,8 @@ public sealed unsafe class WeightMatrix
         return new ReadOnlySpan<byte>(RowPointer(row), (int)RowStrideBytes);
     }
 
-    /// <summary>Writes row <paramref name="row"/> as float32 values (scales applied) into <paramref name="destination"/> [Cols].</summary>
-    public void DequantizeRow(int row, Span<float> destination)
+    /// <summary>Writes row <paramref name="row"/> as float32 values (scales applied) into <paramref name="destination"/> [Cols]; every path gives the same bits.</summary>
+    public void DequantizeRow(int row, Span<float> destination, KernelIsa isa = KernelIsa.Auto)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(row);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Rows);
@@ -204,19 +205,24 @@ public sealed unsafe class WeightMatrix
         {
             throw new ArgumentException($"destination holds {destination.Length} values, row has {Cols}", nameof(destination));
         }
+        isa = KernelIsas.Resolve(isa);
         fixed (float* dst = destination)
         {
-            DequantizeRowUnchecked(row, dst);
+            DequantizeRowUnchecked(row, dst, isa);
         }
     }
 
-    internal void DequantizeRowUnchecked(int row, float* dst)
+    internal void DequantizeRowUnchecked(int row, float* dst, KernelIsa isa)
     {
         byte* src = RowPointer(row);
-        if (Kernels.MatMul.Isa == Kernels.KernelIsa.Vector512 && DType is DType.F8E4M3 or DType.I8 or DType.Q4)
+        if (DType is DType.F8E4M3 or DType.I8 or DType.Q4 or DType.BF16)
         {
-            DequantizeRowV512(row, src, dst);
-            return;
+            switch (isa)
+            {
+                case KernelIsa.Vector512: DequantizeRowVector<Vector512<float>, Simd512>(row, src, dst); return;
+                case KernelIsa.Vector256: DequantizeRowVector<Vector256<float>, Simd256>(row, src, dst); return;
+                case KernelIsa.Vector128: DequantizeRowVector<Vector128<float>, Simd128>(row, src, dst); return;
+            }
         }
         switch (DType)
         {
@@ -224,7 +230,10 @@ public sealed unsafe class WeightMatrix
                 Buffer.MemoryCopy(src, dst, (long)Cols * 4, (long)Cols * 4);
                 break;
             case DType.BF16:
-                Kernels.VectorMath.Bf16ToSingle((ushort*)src, dst, Cols);
+                for (int c = 0; c < Cols; c++)
+                {
+                    dst[c] = BitConverter.Int32BitsToSingle(((ushort*)src)[c] << 16);
+                }
                 break;
             case DType.F16:
                 for (int c = 0; c < Cols; c++)
@@ -270,27 +279,41 @@ public sealed unsafe class WeightMatrix
     }
 
     /// <summary>
-    /// The block formats, 16 weights per step (prefill dequantizes each row once per call and reuses it for
-    /// every token). Same values as the scalar decode: FP8 codes land exactly on code · 2^-120 (the kernels'
+    /// The vector dequantization (prefill dequantizes each row once per call and reuses it for every
+    /// token). Same values as the scalar decode: FP8 codes land exactly on code · 2^-120 (the kernels'
     /// decode), times 2^120 is exact, then one rounding by the scale, as table[code] · scale.
     /// </summary>
-    private void DequantizeRowV512(int row, byte* src, float* dst)
+    private void DequantizeRowVector<TVec, TW>(int row, byte* src, float* dst) where TVec : struct where TW : struct, ISimd<TVec>
     {
+        int lanes = TW.Count;
+        if (DType == DType.BF16)
+        {
+            int c = 0;
+            for (; c + lanes <= Cols; c += lanes)
+            {
+                TW.Store(TW.Bf16((ushort*)src + c), dst + c);
+            }
+            for (; c < Cols; c++)
+            {
+                dst[c] = BitConverter.Int32BitsToSingle(((ushort*)src)[c] << 16);
+            }
+            return;
+        }
         float* scales = _scales + (row / BlockRows) * ScaleCols;
         for (int block = 0; block < ScaleCols; block++)
         {
             int start = block * BlockCols, end = Math.Min(start + BlockCols, Cols);
             float scale = scales[block];
-            var s = Vector512.Create(scale);
+            var s = TW.Splat(scale);
             int c = start;
             switch (DType)
             {
                 case DType.F8E4M3:
                     {
-                        var unbias = Vector512.Create(1.329228e36f); // 2^120
-                        for (; c + 16 <= end; c += 16)
+                        var unbias = TW.Splat(1.329228e36f); // 2^120
+                        for (; c + lanes <= end; c += lanes)
                         {
-                            (Kernels.MatMul.DecodeFp8V512(src + c) * unbias * s).Store(dst + c);
+                            TW.Store(TW.Multiply(TW.Multiply(TW.Fp8(src + c), unbias), s), dst + c);
                         }
                         ReadOnlySpan<float> table = Fp8E4M3.Table;
                         for (; c < end; c++)
@@ -300,9 +323,9 @@ public sealed unsafe class WeightMatrix
                         break;
                     }
                 case DType.I8:
-                    for (; c + 16 <= end; c += 16)
+                    for (; c + lanes <= end; c += lanes)
                     {
-                        (Kernels.MatMul.Q8V512((sbyte*)src + c) * s).Store(dst + c);
+                        TW.Store(TW.Multiply(TW.Q8((sbyte*)src + c), s), dst + c);
                     }
                     for (; c < end; c++)
                     {
@@ -312,9 +335,13 @@ public sealed unsafe class WeightMatrix
                 default: // Q4_0
                     if (end - start == GroupSize)
                     {
-                        Kernels.MatMul.DecodeQ4GroupV512(src + block * (GroupSize / 2), Kernels.MatMul.Q4TableV512, out var low, out var high);
-                        (low * s).Store(dst + start);
-                        (high * s).Store(dst + start + 16);
+                        byte* group = src + block * (GroupSize / 2);
+                        for (int j = 0; j < GroupSize / 2; j += lanes)
+                        {
+                            TW.Q4(group + j, out var low, out var high);
+                            TW.Store(TW.Multiply(low, s), dst + start + j);
+                            TW.Store(TW.Multiply(high, s), dst + start + GroupSize / 2 + j);
+                        }
                     }
                     else
                     {

@@ -7,7 +7,6 @@ using MimoSharp.Tensors.Threading;
 namespace MimoSharp.Tensors.Tests;
 
 /// <summary>FP8 decoding against its formula, and MatMul against a float64 naive twin.</summary>
-[Collection("MatMul ISA")]
 public sealed class CoreKernelTests
 {
     /// <summary>E4M3FN from its bit fields, written independently of the code under test.</summary>
@@ -158,33 +157,168 @@ public sealed class CoreKernelTests
     {
         DType dtype = Enum.Parse<DType>(dtypeName);
         var random = new Random(dtypeName.Length * 31 + n);
-        KernelIsa original = MatMul.Isa;
         using var pool = new WorkerPool(3);
-        try
+        foreach (KernelIsa isa in KernelIsas.Supported)
         {
-            foreach (KernelIsa isa in Enum.GetValues<KernelIsa>().Where(i => i <= MatMul.DetectIsa()))
+            foreach ((int rows, int cols, int block) in Shapes)
             {
-                MatMul.Isa = isa;
-                foreach ((int rows, int cols, int block) in new[] { (1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32), (8, 1024, 128), (6, 161, 32) })
+                WeightMatrix w = RandomMatrix(dtype, rows, cols, block, random);
+                float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+                var y = new float[n * rows];
+                // Exact activations: the float dot product of the dequantized weights (Q8_0 / Q4_0 too).
+                MatMul.Multiply(w, x, y, n, pool, KernelMode.Exact(isa));
+                (double[] expected, double[] absSum) = NaiveMatMul(w, x, n);
+                for (int i = 0; i < y.Length; i++)
                 {
-                    WeightMatrix w = RandomMatrix(dtype, rows, cols, block, random);
-                    float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
-                    var y = new float[n * rows];
-                    MatMul.Multiply(w, x, y, n, pool);
-                    (double[] expected, double[] absSum) = NaiveMatMul(w, x, n);
-                    for (int i = 0; i < y.Length; i++)
+                    // float32 accumulation: error grows with the sum of |terms|, not with the result.
+                    double bound = 2e-6 * absSum[i] + 1e-12;
+                    Assert.True(Math.Abs(expected[i] - y[i]) <= bound,
+                        $"{dtype} {isa} [{rows}x{cols}] block {block} n {n} at {i}: expected {expected[i]}, got {y[i]}");
+                }
+            }
+        }
+    }
+
+    private static readonly (int Rows, int Cols, int Block)[] Shapes =
+        [(1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32), (8, 1024, 128), (6, 161, 32), (4, 31, 32), (13, 95, 32)];
+
+    /// <summary>
+    /// The int8 activation codes and scales of one token, computed here as the kernel's contract says
+    /// (per group of 32: d = max|x| / 127 in float, q = round-to-even(x · (1/d)), 0 for an all-zero group).
+    /// </summary>
+    private static (int[] Codes, float[] Scales) QuantizeLikeTheContract(ReadOnlySpan<float> x)
+    {
+        int groups = (x.Length + 31) / 32;
+        var codes = new int[x.Length];
+        var scales = new float[groups];
+        for (int g = 0; g < groups; g++)
+        {
+            int start = g * 32, end = Math.Min(start + 32, x.Length);
+            float max = 0;
+            for (int c = start; c < end; c++)
+            {
+                max = Math.Max(max, Math.Abs(x[c]));
+            }
+            float d = max / 127f;
+            float inverse = d == 0 ? 0 : 1f / d;
+            for (int c = start; c < end; c++)
+            {
+                codes[c] = (int)MathF.Round(x[c] * inverse, MidpointRounding.ToEven);
+                Assert.InRange(codes[c], -127, 127);
+            }
+            scales[g] = d;
+        }
+        return (codes, scales);
+    }
+
+    [Theory]
+    [InlineData("I8", 1)]
+    [InlineData("I8", 3)]
+    [InlineData("Q4", 1)]
+    [InlineData("Q4", 8)]
+    public void QuantizedActivationRouteMatchesItsIntegerTwinAndStaysWithinTheQuantizationBound(string dtypeName, int n)
+    {
+        DType dtype = Enum.Parse<DType>(dtypeName);
+        var random = new Random(dtypeName.Length * 7 + n);
+        using var pool = new WorkerPool(2);
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            foreach ((int rows, int cols, _) in Shapes)
+            {
+                WeightMatrix w = RandomMatrix(dtype, rows, cols, 32, random);
+                float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 4 - 2) * (random.Next(4) == 0 ? 0.01f : 1f)).ToArray();
+                var fast = new float[n * rows];
+                var exact = new float[n * rows];
+                MatMul.Multiply(w, x, fast, n, pool, new KernelMode(isa));
+                MatMul.Multiply(w, x, exact, n, pool, KernelMode.Exact(isa));
+                for (int t = 0; t < n; t++)
+                {
+                    (int[] codes, float[] xScales) = QuantizeLikeTheContract(x.AsSpan(t * cols, cols));
+                    for (int r = 0; r < rows; r++)
                     {
-                        // float32 accumulation: error grows with the sum of |terms|, not with the result.
-                        double bound = 2e-6 * absSum[i] + 1e-12;
-                        Assert.True(Math.Abs(expected[i] - y[i]) <= bound,
-                            $"{dtype} {isa} [{rows}x{cols}] block {block} n {n} at {i}: expected {expected[i]}, got {y[i]}");
+                        double twin = 0, magnitude = 0, bound = 0;
+                        var weights = new double[cols];
+                        for (int g = 0; g < w.ScaleCols; g++)
+                        {
+                            long dot = 0;
+                            for (int c = g * 32; c < Math.Min(cols, g * 32 + 32); c++)
+                            {
+                                int code = dtype == DType.I8 ? (sbyte)w.RowBytes(r)[c] : Q4Code(w.RowBytes(r), c);
+                                dot += code * codes[c];
+                                double weight = code * (double)w.Scales[r * w.ScaleCols + g];
+                                // Rounding x to its code moves it by at most d/2.
+                                bound += Math.Abs(weight) * xScales[g] / 2;
+                                magnitude += Math.Abs((double)code * codes[c]) * Math.Abs(w.Scales[r * w.ScaleCols + g] * xScales[g]);
+                            }
+                            twin += dot * (double)(w.Scales[r * w.ScaleCols + g] * xScales[g]);
+                        }
+                        int i = t * rows + r;
+                        Assert.True(Math.Abs(twin - fast[i]) <= 2e-6 * magnitude + 1e-12,
+                            $"{dtype} {isa} [{rows}x{cols}] n {n} token {t} row {r}: integer twin {twin}, kernel {fast[i]}");
+                        Assert.True(Math.Abs(exact[i] - fast[i]) <= bound * 1.0001 + 2e-6 * magnitude + 1e-9,
+                            $"{dtype} {isa} [{rows}x{cols}] row {r}: exact {exact[i]}, quantized {fast[i]}, bound {bound}");
                     }
                 }
             }
         }
-        finally
+    }
+
+    private static int Q4Code(ReadOnlySpan<byte> row, int c) =>
+        ((c % 32) < 16 ? row[(c / 32) * 16 + c % 32] & 15 : row[(c / 32) * 16 + c % 32 - 16] >> 4) - 8;
+
+    [Fact]
+    public void EveryFp8CodeDecodesByTheFormulaOnEveryPathNaNIncluded()
+    {
+        // Row r holds code r in every column; x = 1, so y[r] = cols · decode(r) · scale. 37 columns: whole
+        // vectors of every width and a ragged tail; 3 tokens: the batch paths too.
+        const int cols = 37;
+        const float scale = 0.5f;
+        var codes = new NativeBuffer(256 * cols);
+        for (int r = 0; r < 256; r++)
         {
-            MatMul.Isa = original;
+            codes.AsSpan().Slice(r * cols, cols).Fill((byte)r);
+        }
+        WeightMatrix w = WeightMatrix.Fp8(codes, 0, 256, cols, [scale, scale], 128, 128);
+        using var pool = new WorkerPool(2);
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            var row = new float[cols];
+            foreach (int n in new[] { 1, 3, 9 })
+            {
+                float[] x = Enumerable.Repeat(1f, n * cols).ToArray();
+                var y = new float[n * 256];
+                MatMul.Multiply(w, x, y, n, pool, new KernelMode(isa));
+                for (int t = 0; t < n; t++)
+                {
+                    for (int code = 0; code < 256; code++)
+                    {
+                        double expected = Formula(code) * scale * cols;
+                        float actual = y[t * 256 + code];
+                        Assert.True(double.IsNaN(expected) ? float.IsNaN(actual) : Math.Abs(expected - actual) <= 1e-6 * Math.Abs(expected),
+                            $"{isa} n {n}: code 0x{code:X2} gives {actual}, expected {expected}");
+                    }
+                }
+            }
+            for (int code = 0; code < 256; code++)
+            {
+                w.DequantizeRow(code, row, isa);
+                double expected = Formula(code) * scale;
+                Assert.All(row, v => Assert.True(double.IsNaN(expected) ? float.IsNaN(v) : v == expected, $"{isa} dequantize 0x{code:X2}: {v}, expected {expected}"));
+            }
+        }
+    }
+
+    [Fact]
+    public void APathWiderThanTheMachineIsRefusedByName()
+    {
+        Assert.Contains(KernelIsa.Scalar, KernelIsas.Supported);
+        Assert.Equal(KernelIsas.Widest, KernelIsas.Supported[^1]);
+        Assert.Equal(KernelIsas.Widest, KernelIsas.Resolve(KernelIsa.Auto));
+        if (KernelIsas.Widest < KernelIsa.Vector512)
+        {
+            var ex = Assert.Throws<NotSupportedException>(() => MatMul.Multiply(WeightMatrix.FromFloats([1f], 1, 1), [1f], new float[1], 1, mode: new KernelMode(KernelIsa.Vector512)));
+            Assert.Contains("Vector512", ex.Message);
+            Assert.Contains(KernelIsas.Widest.ToString(), ex.Message);
         }
     }
 
@@ -192,35 +326,29 @@ public sealed class CoreKernelTests
     [InlineData("F8E4M3")]
     [InlineData("I8")]
     [InlineData("Q4")]
+    [InlineData("BF16")]
     public void VectorDequantizationIsBitExactWithTheScalarDecode(string dtypeName)
     {
         DType dtype = Enum.Parse<DType>(dtypeName);
         var random = new Random(17);
-        KernelIsa original = MatMul.Isa;
-        try
+        foreach ((int rows, int cols, int block) in new[] { (3, 256, 128), (2, 100, 32), (5, 161, 64), (4, 16, 16) })
         {
-            foreach ((int rows, int cols, int block) in new[] { (3, 256, 128), (2, 100, 32), (5, 161, 64), (4, 16, 16) })
+            WeightMatrix w = RandomMatrix(dtype, rows, cols, block, random);
+            var scalar = new float[cols];
+            var vector = new float[cols];
+            for (int r = 0; r < rows; r++)
             {
-                WeightMatrix w = RandomMatrix(dtype, rows, cols, block, random);
-                var scalar = new float[cols];
-                var vector = new float[cols];
-                for (int r = 0; r < rows; r++)
+                w.DequantizeRow(r, scalar, KernelIsa.Scalar);
+                foreach (KernelIsa isa in KernelIsas.Supported)
                 {
-                    MatMul.Isa = KernelIsa.Scalar;
-                    w.DequantizeRow(r, scalar);
-                    MatMul.Isa = MatMul.DetectIsa();
-                    w.DequantizeRow(r, vector);
+                    w.DequantizeRow(r, vector, isa);
                     for (int c = 0; c < cols; c++)
                     {
                         Assert.True(BitConverter.SingleToInt32Bits(scalar[c]) == BitConverter.SingleToInt32Bits(vector[c]),
-                            $"{dtype} [{rows}x{cols}] at [{r}, {c}]: scalar {scalar[c]}, vector {vector[c]}");
+                            $"{dtype} {isa} [{rows}x{cols}] at [{r}, {c}]: scalar {scalar[c]}, vector {vector[c]}");
                     }
                 }
             }
-        }
-        finally
-        {
-            MatMul.Isa = original;
         }
     }
 }

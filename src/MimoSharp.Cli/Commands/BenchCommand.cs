@@ -21,8 +21,9 @@ internal static class BenchCommand
         var repetitions = new Option<int>("--repetitions") { Description = "Runs per configuration", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var residency = new Option<WeightResidency>("--weights") { Description = "Read the weights into memory, map them, or Auto (read when they fit in half the memory)", DefaultValueFactory = _ => WeightResidency.Auto };
-        var isa = new Option<KernelIsa?>("--isa") { Description = "Kernel instruction set: Scalar, Vector256 or Vector512 (default: the widest this machine has)" };
-        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, residency, isa, json };
+        var isa = new Option<KernelIsa>("--isa") { Description = "Kernel path: Scalar, Vector128, Vector256 or Vector512 (default Auto: the widest this machine has)", DefaultValueFactory = _ => KernelIsa.Auto };
+        var exact = new Option<bool>("--exact-activations") { Description = "Q8_0 / Q4_0: keep activations float (the float dot product of the dequantized weights) instead of quantizing them to int8 per group of 32" };
+        var command = new Command("bench", "Measure prefill and decode throughput") { model, threads, promptTokens, genTokens, drafts, repetitions, residency, isa, exact, json };
         command.SetAction(parse =>
         {
             int[] draftCounts = CliParsing.ParseIds(parse.GetValue(drafts)!, "--draft-tokens");
@@ -33,11 +34,9 @@ internal static class BenchCommand
                     throw new ArgumentException($"--draft-tokens: {d} is outside 0..3");
                 }
             }
-            if (parse.GetValue(isa) is KernelIsa chosen)
-            {
-                MatMul.Isa = chosen; // throws, naming the widest supported, when the machine lacks it
-            }
-            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), Residency = parse.GetValue(residency) });
+            // Resolving throws, naming the widest supported path, when the machine lacks the one asked for.
+            var kernels = new KernelMode(KernelIsas.Resolve(parse.GetValue(isa)), parse.GetValue(exact));
+            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), Residency = parse.GetValue(residency), Kernels = kernels });
             long bytesPerToken = m.WeightBytesPerToken;
             var results = draftCounts.Select(d => Benchmark.Run(m, parse.GetValue(promptTokens), parse.GetValue(genTokens), d, parse.GetValue(repetitions))).ToList();
             long peak = Process.GetCurrentProcess().PeakWorkingSet64;
@@ -63,7 +62,8 @@ internal static class BenchCommand
                     decode_bandwidth_bytes_per_s = decode * bytesPerToken,
                     machine_read_bandwidth_bytes_per_s = machineBandwidth,
                     weight_residency = m.Residency.ToString().ToLowerInvariant(),
-                    kernel_isa = MatMul.Isa.ToString(),
+                    kernel_isa = m.Kernels.Isa.ToString(),
+                    exact_activations = m.Kernels.ExactActivations,
                     peak_resident_bytes = peak,
                     checkpoint_bytes = checkpointBytes,
                     runs = results.Select(r => new
@@ -79,7 +79,7 @@ internal static class BenchCommand
                 return 0;
             }
             output.WriteLine($"weights read per decoded token: {CliParsing.FormatBytes(bytesPerToken)}; checkpoint {CliParsing.FormatBytes(checkpointBytes)} ({m.Residency.ToString().ToLowerInvariant()}); peak resident {CliParsing.FormatBytes(peak)}");
-            output.WriteLine($"machine read bandwidth ({m.Pool.ThreadCount} threads): {machineBandwidth / 1e9:F1} GB/s; kernels {MatMul.Isa}");
+            output.WriteLine($"machine read bandwidth ({m.Pool.ThreadCount} threads): {machineBandwidth / 1e9:F1} GB/s; kernels {m.Kernels.Isa}{(m.Kernels.ExactActivations ? " (exact activations)" : "")}");
             foreach (BenchmarkResult r in results)
             {
                 var (prefill, prefillSd) = BenchmarkResult.Stats(r.PrefillTokensPerSecond);

@@ -14,6 +14,8 @@ public sealed class LayerKvCache
     private float[] _keys;
     private float[] _values;
     private int _slots;
+    private readonly int _slotLimit;
+    private int _floor; // a ring restored from a snapshot holds nothing below this position
 
     public int KeyWidth { get; }
     public int ValueWidth { get; }
@@ -23,13 +25,14 @@ public sealed class LayerKvCache
     /// <summary>Positions appended so far; the next position to be written.</summary>
     public int Length { get; private set; }
     /// <summary>The oldest position still held.</summary>
-    public int FirstHeld => IsRing ? Math.Max(0, Length - _slots) : 0;
+    public int FirstHeld => IsRing ? Math.Max(_floor, Math.Max(0, Length - _slots)) : 0;
     /// <summary>How many of the last positions can still be removed.</summary>
     public int MaxRemovable => !IsRing || FirstHeld == 0 ? Length : Math.Max(0, Length - (FirstHeld + WindowKeys - 1));
     /// <summary>Positions the storage holds now (ring capacity, or the grown size of a global cache).</summary>
     public int SlotCount => _slots;
 
-    public LayerKvCache(int keyWidth, int valueWidth, int windowKeys, int reserve, int initialCapacity)
+    /// <param name="slotLimit">Global layers: the most positions the storage may grow to (an admission budget); 0 for no limit.</param>
+    public LayerKvCache(int keyWidth, int valueWidth, int windowKeys, int reserve, int initialCapacity, int slotLimit = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(keyWidth);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(valueWidth);
@@ -38,7 +41,8 @@ public sealed class LayerKvCache
         KeyWidth = keyWidth;
         ValueWidth = valueWidth;
         WindowKeys = windowKeys;
-        _slots = windowKeys > 0 ? windowKeys + Math.Max(1, reserve) : Math.Max(1, initialCapacity);
+        _slotLimit = slotLimit;
+        _slots = windowKeys > 0 ? windowKeys + Math.Max(1, reserve) : Math.Max(1, slotLimit > 0 ? Math.Min(initialCapacity, slotLimit) : initialCapacity);
         _keys = new float[(long)_slots * keyWidth];
         _values = new float[(long)_slots * valueWidth];
     }
@@ -81,13 +85,67 @@ public sealed class LayerKvCache
         int needed = checked(Length + count);
         if (!IsRing && needed > _slots)
         {
+            if (_slotLimit > 0 && needed > _slotLimit)
+            {
+                throw new InvalidOperationException($"this cache may hold at most {_slotLimit} positions (its admission budget); {needed} were asked for");
+            }
             int slots = Math.Max(needed, checked(_slots * 2));
+            if (_slotLimit > 0)
+            {
+                slots = Math.Min(slots, _slotLimit);
+            }
             Array.Resize(ref _keys, slots * KeyWidth);
             Array.Resize(ref _values, slots * ValueWidth);
             _slots = slots;
         }
         Length = needed;
         return first;
+    }
+
+    /// <summary>Global only: appends <paramref name="count"/> positions of keys [count, KeyWidth] and values [count, ValueWidth] computed elsewhere (a prefix cache).</summary>
+    public void AppendComputed(ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int count)
+    {
+        if (IsRing)
+        {
+            throw new InvalidOperationException("a sliding-window ring is restored from a snapshot, not appended to");
+        }
+        int first = Extend(count);
+        keys[..(count * KeyWidth)].CopyTo(_keys.AsSpan(first * KeyWidth));
+        values[..(count * ValueWidth)].CopyTo(_values.AsSpan(first * ValueWidth));
+    }
+
+    /// <summary>A deep copy of this cache (a ring's checkpoint: its last window + reserve positions).</summary>
+    public LayerKvCache Snapshot()
+    {
+        var copy = (LayerKvCache)MemberwiseClone();
+        copy._keys = (float[])_keys.Clone();
+        copy._values = (float[])_values.Clone();
+        return copy;
+    }
+
+    /// <summary>Whether <see cref="RestoreFrom"/> can cut <paramref name="snapshot"/> at <paramref name="length"/>: every key a query after it sees is held.</summary>
+    public static bool CanRestoreAt(LayerKvCache snapshot, int length) =>
+        length >= 0 && length <= snapshot.Length && (snapshot.FirstHeld == 0 || length >= snapshot.FirstHeld + snapshot.WindowKeys - 1);
+
+    /// <summary>
+    /// Ring only: this cache becomes <paramref name="snapshot"/> cut back to <paramref name="length"/>
+    /// positions (the positions before the snapshot's oldest are gone for good).
+    /// </summary>
+    public void RestoreFrom(LayerKvCache snapshot, int length)
+    {
+        if (!IsRing || snapshot.WindowKeys != WindowKeys || snapshot._slots != _slots || snapshot.KeyWidth != KeyWidth || snapshot.ValueWidth != ValueWidth)
+        {
+            throw new InvalidOperationException($"a snapshot of a ring of {snapshot._slots} slots cannot be restored into this cache ({_slots} slots, window {WindowKeys})");
+        }
+        if (!CanRestoreAt(snapshot, length))
+        {
+            throw new InvalidOperationException(
+                $"the snapshot holds positions {snapshot.FirstHeld}..{snapshot.Length - 1}; a cut at {length} needs the {WindowKeys - 1} before it");
+        }
+        snapshot._keys.CopyTo(_keys, 0);
+        snapshot._values.CopyTo(_values, 0);
+        _floor = snapshot.FirstHeld;
+        Length = length;
     }
 
     /// <summary>Removes the last <paramref name="count"/> positions.</summary>

@@ -11,13 +11,14 @@ public sealed class SequenceKvCache
     private readonly LayerKvCache[] _layers;
     private readonly LayerKvCache[] _mtp;
 
-    public SequenceKvCache(MimoDerivedConfig derived, int mtpHeads, int reserve = 16, int initialCapacity = 256)
+    /// <param name="positionLimit">Global layers never grow beyond this many positions (0: no limit); see <see cref="BytesFor"/>.</param>
+    public SequenceKvCache(MimoDerivedConfig derived, int mtpHeads, int reserve = 16, int initialCapacity = 256, int positionLimit = 0)
     {
         _layers = new LayerKvCache[derived.LayerKinds.Count];
         for (int i = 0; i < _layers.Length; i++)
         {
             AttentionGeometry g = derived.Attention(i);
-            _layers[i] = new LayerKvCache(g.KeyWidth, g.ValueWidth, g.WindowKeys, reserve, initialCapacity);
+            _layers[i] = new LayerKvCache(g.KeyWidth, g.ValueWidth, g.WindowKeys, reserve, initialCapacity, positionLimit);
         }
         _mtp = new LayerKvCache[mtpHeads];
         for (int k = 0; k < mtpHeads; k++)
@@ -25,6 +26,23 @@ public sealed class SequenceKvCache
             AttentionGeometry g = derived.Sliding;
             _mtp[k] = new LayerKvCache(g.KeyWidth, g.ValueWidth, g.WindowKeys, reserve, initialCapacity);
         }
+    }
+
+    /// <summary>
+    /// The most bytes a cache of <paramref name="positions"/> positions can hold: global layers
+    /// [positions, K + V] each, sliding layers and MTP heads their rings of window + reserve.
+    /// </summary>
+    public static long BytesFor(MimoDerivedConfig derived, int mtpHeads, int reserve, int positions)
+    {
+        long bytes = 0;
+        for (int i = 0; i < derived.LayerKinds.Count; i++)
+        {
+            AttentionGeometry g = derived.Attention(i);
+            bytes += (long)(g.WindowKeys > 0 ? g.WindowKeys + Math.Max(1, reserve) : Math.Max(1, positions)) * (g.KeyWidth + g.ValueWidth);
+        }
+        AttentionGeometry s = derived.Sliding;
+        bytes += (long)mtpHeads * (s.WindowKeys + Math.Max(1, reserve)) * (s.KeyWidth + s.ValueWidth);
+        return bytes * sizeof(float);
     }
 
     /// <summary>Positions the main model has cached.</summary>
@@ -37,7 +55,22 @@ public sealed class SequenceKvCache
     public int MtpHeads => _mtp.Length;
 
     /// <summary>Bytes held by all layers and heads.</summary>
-    public long Bytes => _layers.Sum(l => l.Bytes) + _mtp.Sum(l => l.Bytes);
+    public long Bytes
+    {
+        get
+        {
+            long bytes = 0; // a loop, not LINQ: the scheduler reads it every step
+            foreach (LayerKvCache layer in _layers)
+            {
+                bytes += layer.Bytes;
+            }
+            foreach (LayerKvCache head in _mtp)
+            {
+                bytes += head.Bytes;
+            }
+            return bytes;
+        }
+    }
 
     /// <summary>Removes the last <paramref name="count"/> positions of the main model's layers.</summary>
     public void RemoveLast(int count)

@@ -19,11 +19,9 @@ public sealed class AttentionLayer
     private readonly float _valueScale;
     private readonly Func<SequenceKvCache, LayerKvCache> _selectCache;
     private readonly WorkerPool _pool;
-    private readonly HeadJob _job = new();
-    private LayerKvCache[] _rowCache = new LayerKvCache[16];
-    private int[] _roundRows = new int[16];
+    private readonly KernelMode _kernels;
 
-    public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool)
+    public AttentionLayer(AttentionWeights weights, float valueScale, Func<SequenceKvCache, LayerKvCache> selectCache, WorkerPool pool, KernelMode kernels = default)
     {
         _weights = weights;
         _g = weights.Geometry;
@@ -31,6 +29,7 @@ public sealed class AttentionLayer
         _valueScale = valueScale;
         _selectCache = selectCache;
         _pool = pool;
+        _kernels = kernels;
     }
 
     public AttentionGeometry Geometry => _g;
@@ -51,10 +50,10 @@ public sealed class AttentionLayer
         Span<float> k = ws.Floats("attn.k", rows * _g.KeyWidth);
         Span<float> v = ws.Floats("attn.v", rows * _g.ValueWidth);
         float[] heads = ws.FloatArray("attn.out", rows * _g.OutputWidth);
-        MatMul.Multiply(_weights.Query, normed, q, rows, _pool);
-        MatMul.Multiply(_weights.Key, normed, k, rows, _pool);
-        MatMul.Multiply(_weights.Value, normed, v, rows, _pool);
-        VectorMath.Scale(v, _valueScale);
+        MatMul.Multiply(_weights.Query, normed, q, rows, _pool, _kernels);
+        MatMul.Multiply(_weights.Key, normed, k, rows, _pool, _kernels);
+        MatMul.Multiply(_weights.Value, normed, v, rows, _pool, _kernels);
+        VectorMath.Scale(v, _valueScale, _kernels.Isa);
 
         int half = _g.RotaryDims / 2;
         Span<float> cos = stackalloc float[half];
@@ -62,15 +61,12 @@ public sealed class AttentionLayer
         for (int r = 0; r < rows; r++)
         {
             _rope.Angles(layout.Position(r), cos, sin);
-            _rope.Apply(q.AsSpan(r * _g.QueryWidth, _g.QueryWidth), _g.HeadDim, cos, sin);
-            _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin);
+            _rope.Apply(q.AsSpan(r * _g.QueryWidth, _g.QueryWidth), _g.HeadDim, cos, sin, _kernels.Isa);
+            _rope.Apply(k.Slice(r * _g.KeyWidth, _g.KeyWidth), _g.HeadDim, cos, sin, _kernels.Isa);
         }
 
-        if (_rowCache.Length < rows)
-        {
-            _rowCache = new LayerKvCache[Math.Max(rows, _rowCache.Length * 2)];
-            _roundRows = new int[_rowCache.Length];
-        }
+        LayerKvCache[] rowCache = ws.RowCaches(rows);
+        int[] roundRows = ws.RoundRows(rows);
         for (int s = 0; s < layout.Segments; s++)
         {
             LayerKvCache cache = _selectCache(layout.Cache(s));
@@ -81,7 +77,7 @@ public sealed class AttentionLayer
             }
             for (int i = 0; i < layout.RowCount(s); i++)
             {
-                _rowCache[layout.RowStart(s) + i] = cache;
+                rowCache[layout.RowStart(s) + i] = cache;
             }
         }
 
@@ -90,7 +86,8 @@ public sealed class AttentionLayer
         // values, then computes all their heads in parallel.
         Span<int> done = ws.Ints("attn.done", layout.Segments);
         done.Clear();
-        _job.Set(this, q, heads, layout);
+        HeadJob job = ws.AttentionJob;
+        job.Set(this, q, heads, layout, rowCache, roundRows);
         while (true)
         {
             int roundCount = 0;
@@ -101,7 +98,7 @@ public sealed class AttentionLayer
                 {
                     continue;
                 }
-                LayerKvCache cache = _rowCache[layout.RowStart(s)];
+                LayerKvCache cache = rowCache[layout.RowStart(s)];
                 int take = Math.Min(remaining, cache.MaxChunk);
                 int first = cache.Extend(take);
                 for (int i = 0; i < take; i++)
@@ -109,7 +106,7 @@ public sealed class AttentionLayer
                     int row = layout.RowStart(s) + done[s] + i;
                     k.Slice(row * _g.KeyWidth, _g.KeyWidth).CopyTo(cache.Key(first + i));
                     v.Slice(row * _g.ValueWidth, _g.ValueWidth).CopyTo(cache.Value(first + i));
-                    _roundRows[roundCount++] = row;
+                    roundRows[roundCount++] = row;
                 }
                 done[s] += take;
             }
@@ -117,12 +114,11 @@ public sealed class AttentionLayer
             {
                 break;
             }
-            _job.RoundRows = _roundRows;
             int items = roundCount * _g.KeyValueHeads * HeadChunks;
-            _pool.Run(_job, items, _pool.GrainFor(items));
+            _pool.Run(job, items, _pool.GrainFor(items));
         }
-        _job.Clear();
-        MatMul.Multiply(_weights.Output, heads, output, rows, _pool);
+        job.Clear();
+        MatMul.Multiply(_weights.Output, heads, output, rows, _pool, _kernels);
     }
 
     /// <summary>
@@ -130,20 +126,23 @@ public sealed class AttentionLayer
     /// row may see (sink first), read in at most two pieces (a ring buffer wraps once), each key and value
     /// loaded once for all the chunk's heads.
     /// </summary>
-    private sealed class HeadJob : IParallelJob
+    internal sealed class HeadJob : IParallelJob
     {
         private AttentionLayer? _layer;
         private float[]? _q;
         private float[]? _heads;
         private BatchLayout? _layout;
-        public int[]? RoundRows;
+        private LayerKvCache[]? _rowCache;
+        private int[]? _roundRows;
 
-        public void Set(AttentionLayer layer, float[] q, float[] heads, BatchLayout layout)
+        public void Set(AttentionLayer layer, float[] q, float[] heads, BatchLayout layout, LayerKvCache[] rowCache, int[] roundRows)
         {
             _layer = layer;
             _q = q;
             _heads = heads;
             _layout = layout;
+            _rowCache = rowCache;
+            _roundRows = roundRows;
         }
 
         public void Clear()
@@ -152,7 +151,8 @@ public sealed class AttentionLayer
             _q = null;
             _heads = null;
             _layout = null;
-            RoundRows = null;
+            _rowCache = null;
+            _roundRows = null;
         }
 
         public void Execute(int start, int end)
@@ -167,11 +167,11 @@ public sealed class AttentionLayer
             Span<float> scratch = stackalloc float[AttentionKernel.ScratchLength(perItem)];
             for (int item = start; item < end; item++)
             {
-                int row = RoundRows![item / (g.KeyValueHeads * chunks)];
+                int row = _roundRows![item / (g.KeyValueHeads * chunks)];
                 int kvHead = item / chunks % g.KeyValueHeads;
                 int firstHead = kvHead * g.GroupSize + item % chunks * perItem;
                 int heads = Math.Min(perItem, (kvHead + 1) * g.GroupSize - firstHead);
-                LayerKvCache cache = layer._rowCache[row];
+                LayerKvCache cache = _rowCache![row];
                 int position = _layout!.Position(row);
                 ReadOnlySpan<float> queries = _q.AsSpan(row * g.QueryWidth + firstHead * g.HeadDim, heads * g.HeadDim);
                 ReadOnlySpan<float> sinks = layer._weights.SinkBias is { } sink ? sink.AsSpan(firstHead, heads) : default;
@@ -183,7 +183,7 @@ public sealed class AttentionLayer
                     AttentionKernel.Accumulate(queries, heads, g.HeadDim,
                         cache.KeysFrom(first, count)[(kvHead * g.HeadDim)..], g.KeyWidth,
                         cache.ValuesFrom(first, count)[(kvHead * g.ValueHeadDim)..], g.ValueWidth, g.ValueHeadDim,
-                        count, scale, max, sum, acc, scratch);
+                        count, scale, max, sum, acc, scratch, layer._kernels.Isa);
                     first += count;
                 }
                 AttentionKernel.Finish(heads, g.ValueHeadDim, sum, acc,

@@ -21,8 +21,9 @@ public sealed class MoeFeedForward
     private readonly float _scaling;
     private readonly int _hidden;
     private readonly WorkerPool _pool;
+    private readonly KernelMode _kernels;
 
-    public MoeFeedForward(MoeWeights weights, int topK, int groups, int topkGroups, bool normalize, float scaling, WorkerPool pool)
+    public MoeFeedForward(MoeWeights weights, int topK, int groups, int topkGroups, bool normalize, float scaling, WorkerPool pool, KernelMode kernels = default)
     {
         _weights = weights;
         _topK = topK;
@@ -32,7 +33,7 @@ public sealed class MoeFeedForward
         _scaling = scaling;
         _hidden = weights.Router.Cols;
         _pool = pool;
-        _expertJob.Selected = new int[topK];
+        _kernels = kernels;
     }
 
     public int Experts => _weights.Experts.Length;
@@ -46,7 +47,7 @@ public sealed class MoeFeedForward
     {
         int experts = Experts;
         Span<float> logits = ws.Floats("moe.router", rows * experts);
-        MatMul.Multiply(_weights.Router, input, logits, rows, _pool);
+        MatMul.Multiply(_weights.Router, input, logits, rows, _pool, _kernels);
 
         Span<int> selected = ws.Ints("moe.selected", rows * _topK);
         Span<float> weights = ws.Floats("moe.weights", rows * _topK);
@@ -101,12 +102,12 @@ public sealed class MoeFeedForward
                 int row = order[begin + j] / _topK;
                 input.Slice(row * _hidden, _hidden).CopyTo(gathered.Slice(j * _hidden, _hidden));
             }
-            DenseFeedForward.Apply(_weights.Experts[e], gathered[..(m * _hidden)], expertOut, m, ws, _pool);
+            DenseFeedForward.Apply(_weights.Experts[e], gathered[..(m * _hidden)], expertOut, m, ws, _pool, _kernels);
             for (int j = 0; j < m; j++)
             {
                 int pair = order[begin + j];
                 int row = pair / _topK;
-                VectorMath.MultiplyAdd(expertOut.Slice(j * _hidden, _hidden), weights[pair], output.Slice(row * _hidden, _hidden));
+                VectorMath.MultiplyAdd(expertOut.Slice(j * _hidden, _hidden), weights[pair], output.Slice(row * _hidden, _hidden), _kernels.Isa);
             }
         }
     }
@@ -120,26 +121,30 @@ public sealed class MoeFeedForward
     {
         MlpWeights first = _weights.Experts[selected[0]];
         int width = first.Width;
-        _expertJob.Input = ws.FloatArray("moe.one.in", _hidden);
-        input[.._hidden].CopyTo(_expertJob.Input);
-        _expertJob.Gate = ws.FloatArray("moe.one.gate", _topK * width);
-        _expertJob.Up = ws.FloatArray("moe.one.up", _topK * width);
-        _expertJob.Out = ws.FloatArray("moe.one.out", _topK * _hidden);
-        selected[.._topK].CopyTo(_expertJob.Selected);
-        _expertJob.Width = width;
-        _expertJob.Hidden = _hidden;
-        _expertJob.Experts = _weights.Experts;
-        _expertJob.Pool = _pool;
-        _pool.Run(_expertJob, _topK, 1);
+        ExpertJob job = ws.ExpertJob;
+        if (job.Selected.Length < _topK)
+        {
+            job.Selected = new int[_topK];
+        }
+        job.Input = ws.FloatArray("moe.one.in", _hidden);
+        input[.._hidden].CopyTo(job.Input);
+        job.Gate = ws.FloatArray("moe.one.gate", _topK * width);
+        job.Up = ws.FloatArray("moe.one.up", _topK * width);
+        job.Out = ws.FloatArray("moe.one.out", _topK * _hidden);
+        selected[.._topK].CopyTo(job.Selected);
+        job.Width = width;
+        job.Hidden = _hidden;
+        job.Experts = _weights.Experts;
+        job.Pool = _pool;
+        job.Kernels = _kernels;
+        _pool.Run(job, _topK, 1);
         for (int k = 0; k < _topK; k++)
         {
-            VectorMath.MultiplyAdd(_expertJob.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden]);
+            VectorMath.MultiplyAdd(job.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden], _kernels.Isa);
         }
     }
 
-    private readonly ExpertJob _expertJob = new();
-
-    private sealed class ExpertJob : IParallelJob
+    internal sealed class ExpertJob : IParallelJob
     {
         public float[] Input = [];
         public float[] Gate = [];
@@ -150,6 +155,7 @@ public sealed class MoeFeedForward
         public int Hidden;
         public MlpWeights[] Experts = [];
         public WorkerPool Pool = WorkerPool.Shared;
+        public KernelMode Kernels;
 
         public void Execute(int start, int end)
         {
@@ -159,10 +165,10 @@ public sealed class MoeFeedForward
                 Span<float> gate = Gate.AsSpan(k * Width, Width);
                 Span<float> up = Up.AsSpan(k * Width, Width);
                 // The pool is busy running this job, so these products run on this thread alone.
-                MatMul.Multiply(e.Gate, Input, gate, 1, Pool);
-                MatMul.Multiply(e.Up, Input, up, 1, Pool);
-                VectorMath.SwiGlu(gate, up);
-                MatMul.Multiply(e.Down, gate, Out.AsSpan(k * Hidden, Hidden), 1, Pool);
+                MatMul.Multiply(e.Gate, Input, gate, 1, Pool, Kernels);
+                MatMul.Multiply(e.Up, Input, up, 1, Pool, Kernels);
+                VectorMath.SwiGlu(gate, up, Kernels.Isa);
+                MatMul.Multiply(e.Down, gate, Out.AsSpan(k * Hidden, Hidden), 1, Pool, Kernels);
             }
         }
     }

@@ -1,3 +1,5 @@
+using MimoSharp.Tensors.Kernels;
+
 namespace MimoSharp.Models.Layers;
 
 /// <summary>
@@ -34,19 +36,12 @@ public sealed class Rope
     }
 
     /// <summary>Rotates every head of <paramref name="heads"/> [count, headDim] in place.</summary>
-    public void Apply(Span<float> heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    public void Apply(Span<float> heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, KernelIsa isa = KernelIsa.Auto)
     {
         int half = RotaryDims / 2;
         for (int offset = 0; offset < heads.Length; offset += headDim)
         {
-            Span<float> x = heads.Slice(offset, RotaryDims);
-            for (int i = 0; i < half; i++)
-            {
-                float a = x[i];
-                float b = x[i + half];
-                x[i] = a * cos[i] - b * sin[i];
-                x[i + half] = b * cos[i] + a * sin[i];
-            }
+            VectorMath.RotateHalf(heads.Slice(offset, RotaryDims), cos[..half], sin[..half], isa);
         }
     }
 }

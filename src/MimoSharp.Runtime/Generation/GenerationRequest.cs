@@ -29,7 +29,8 @@ public sealed record GenerationRequest
     public ITextStream? Text { get; init; }
     /// <summary>
     /// When set (0..20), every token event carries its log-probability and this many most likely
-    /// alternatives (OpenAI <c>logprobs</c> / <c>top_logprobs</c>), from the distribution it was drawn from.
+    /// alternatives (OpenAI <c>logprobs</c> / <c>top_logprobs</c>): raw values, log-softmax of the model's
+    /// logits at that position before penalties, temperature, bias and constraint (vLLM's default), see <see cref="TokenLogprobs"/>.
     /// </summary>
     public int? TopLogprobs { get; init; }
     /// <summary>Optional constrained decoding (e.g. a JSON schema): masks the logits before each sample.</summary>

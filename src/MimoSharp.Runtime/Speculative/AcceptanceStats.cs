@@ -18,6 +18,10 @@ public sealed class AcceptanceStats(int draftTokens)
     /// <summary>Of the drafts head k proposed (only proposed when heads before it were accepted), the fraction accepted.</summary>
     public double HeadAcceptanceRate(int head) => _proposed[head] == 0 ? 0 : (double)_accepted[head] / _proposed[head];
 
+    /// <summary>Drafts head k proposed, and of those accepted.</summary>
+    public long Proposed(int head) => _proposed[head];
+    public long Accepted(int head) => _accepted[head];
+
     public IReadOnlyList<double> HeadAcceptanceRates => Enumerable.Range(0, DraftTokens).Select(HeadAcceptanceRate).ToArray();
 
     internal void Record(int drafted, int accepted)

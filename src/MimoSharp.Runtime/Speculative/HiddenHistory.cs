@@ -25,6 +25,13 @@ internal sealed class HiddenHistory(int hidden)
         Count += added;
     }
 
+    /// <summary>Forgets everything; the next row appended is position <paramref name="firstPosition"/>.</summary>
+    public void Reset(int firstPosition)
+    {
+        FirstPosition = firstPosition;
+        Count = 0;
+    }
+
     /// <summary>Forgets positions at or after <paramref name="position"/>.</summary>
     public void TruncateTo(int position) => Count = Math.Clamp(position - FirstPosition, 0, Count);
 

@@ -45,8 +45,9 @@ public static unsafe class AttentionKernel
     /// </summary>
     public static void Accumulate(ReadOnlySpan<float> queries, int heads, int headDim,
         ReadOnlySpan<float> keys, int keyStride, ReadOnlySpan<float> values, int valueStride, int valueDim,
-        int count, float scale, Span<float> max, Span<float> sum, Span<float> acc, Span<float> scratch)
+        int count, float scale, Span<float> max, Span<float> sum, Span<float> acc, Span<float> scratch, KernelIsa isa = KernelIsa.Auto)
     {
+        isa = KernelIsas.Resolve(isa);
         if (count == 0)
         {
             return;
@@ -60,18 +61,27 @@ public static unsafe class AttentionKernel
         }
         fixed (float* q = queries, k = keys, v = values, m = max, l = sum, a = acc, s = scratch)
         {
-            bool wide = MatMul.Isa == KernelIsa.Vector512 && headDim % 16 == 0 && valueDim % 16 == 0;
+            int lanes = isa switch { KernelIsa.Vector512 => 16, KernelIsa.Vector256 => 8, KernelIsa.Vector128 => 4, _ => 0 };
+            // The vector block needs head dims that are whole vectors; otherwise the per-key block (still vectorized dot products).
+            KernelIsa path = lanes > 0 && headDim % lanes == 0 && valueDim % lanes == 0 ? isa : KernelIsa.Scalar;
             for (int start = 0; start < count; start += KeyBlock)
             {
                 int block = Math.Min(KeyBlock, count - start);
                 float* kb = k + (long)start * keyStride, vb = v + (long)start * valueStride;
-                if (wide)
+                switch (path)
                 {
-                    BlockV512(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
-                }
-                else
-                {
-                    Block(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
+                    case KernelIsa.Vector512:
+                        BlockVector<Vector512<float>, Simd512>(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
+                        break;
+                    case KernelIsa.Vector256:
+                        BlockVector<Vector256<float>, Simd256>(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
+                        break;
+                    case KernelIsa.Vector128:
+                        BlockVector<Vector128<float>, Simd128>(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s);
+                        break;
+                    default:
+                        Block(q, heads, headDim, kb, keyStride, vb, valueStride, valueDim, block, scale, m, l, a, s, isa);
+                        break;
                 }
             }
         }
@@ -79,7 +89,7 @@ public static unsafe class AttentionKernel
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block(float* q, int heads, int headDim, float* k, int keyStride, float* v, int valueStride, int valueDim,
-        int block, float scale, float* m, float* l, float* a, float* s)
+        int block, float scale, float* m, float* l, float* a, float* s, KernelIsa isa)
     {
         // scores s[h, j]: key j is read once for every head of the group.
         for (int j = 0; j < block; j++)
@@ -87,7 +97,7 @@ public static unsafe class AttentionKernel
             float* key = k + (long)j * keyStride;
             for (int h = 0; h < heads; h++)
             {
-                s[h * KeyBlock + j] = VectorMath.Dot(q + h * headDim, key, headDim) * scale;
+                s[h * KeyBlock + j] = VectorMath.Dot(q + h * headDim, key, headDim, isa) * scale;
             }
         }
         // One max update and one rescale per head per block; scores become probabilities.
@@ -99,7 +109,7 @@ public static unsafe class AttentionKernel
             {
                 blockMax = MathF.Max(blockMax, sh[j]);
             }
-            float newMax = RaiseMax(m + h, l + h, a + h * valueDim, valueDim, blockMax);
+            float newMax = RaiseMax(m + h, l + h, a + h * valueDim, valueDim, blockMax, isa);
             float blockSum = 0;
             for (int j = 0; j < block; j++)
             {
@@ -115,75 +125,55 @@ public static unsafe class AttentionKernel
             float* value = v + (long)j * valueStride;
             for (int h = 0; h < heads; h++)
             {
-                VectorMath.MultiplyAdd(value, s[h * KeyBlock + j], a + h * valueDim, valueDim);
+                VectorMath.MultiplyAdd(value, s[h * KeyBlock + j], a + h * valueDim, valueDim, isa);
             }
         }
     }
 
     /// <summary>
-    /// The same block with Vector512 registers (head dims multiples of 16, as MiMo's 192 / 128): scores in
-    /// 4 heads x 4 keys register tiles, the block's exponentials 16 lanes at a time, and the values added in
-    /// 4 heads x 64 lanes accumulator tiles.
+    /// The same block with vector registers (head dims multiples of the lane count, as MiMo's 192 / 128):
+    /// scores in register tiles of 4 keys x 4 heads (32-register machines) or x 2 heads (16 registers),
+    /// the block's exponentials a vector at a time, and the values added in accumulator tiles of
+    /// 4 vectors x 4 heads (or 2), so each key and value row is loaded once per tile of heads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BlockV512(float* q, int heads, int headDim, float* k, int keyStride, float* v, int valueStride, int valueDim,
-        int block, float scale, float* m, float* l, float* a, float* s)
+    private static void BlockVector<TVec, TW>(float* q, int heads, int headDim, float* k, int keyStride, float* v, int valueStride, int valueDim,
+        int block, float scale, float* m, float* l, float* a, float* s) where TVec : struct where TW : struct, ISimd<TVec>
     {
-        // Scores four keys at a time per head: four independent FMA chains, each query slice loaded once.
+        int lanes = TW.Count;
         int j4 = 0;
         for (; j4 + 4 <= block; j4 += 4)
         {
-            float* k0 = k + (long)j4 * keyStride, k1 = k0 + keyStride, k2 = k1 + keyStride, k3 = k2 + keyStride;
+            float* k0 = k + (long)j4 * keyStride;
             int h = 0;
-            for (; h + 4 <= heads; h += 4)
+            if (TW.WideRegisterFile)
             {
-                // 4 heads x 4 keys register tile: per 16 dims, 8 loads feed 16 FMAs.
-                float* q0 = q + h * headDim, q1 = q0 + headDim, q2 = q1 + headDim, q3 = q2 + headDim;
-                Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
-                Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
-                Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
-                Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
-                for (int d = 0; d < headDim; d += 16)
+                for (; h + 4 <= heads; h += 4)
                 {
-                    var kv0 = Vector512.Load(k0 + d);
-                    var kv1 = Vector512.Load(k1 + d);
-                    var kv2 = Vector512.Load(k2 + d);
-                    var kv3 = Vector512.Load(k3 + d);
-                    var qv = Vector512.Load(q0 + d);
-                    a00 = Vector512.FusedMultiplyAdd(qv, kv0, a00); a01 = Vector512.FusedMultiplyAdd(qv, kv1, a01);
-                    a02 = Vector512.FusedMultiplyAdd(qv, kv2, a02); a03 = Vector512.FusedMultiplyAdd(qv, kv3, a03);
-                    qv = Vector512.Load(q1 + d);
-                    a10 = Vector512.FusedMultiplyAdd(qv, kv0, a10); a11 = Vector512.FusedMultiplyAdd(qv, kv1, a11);
-                    a12 = Vector512.FusedMultiplyAdd(qv, kv2, a12); a13 = Vector512.FusedMultiplyAdd(qv, kv3, a13);
-                    qv = Vector512.Load(q2 + d);
-                    a20 = Vector512.FusedMultiplyAdd(qv, kv0, a20); a21 = Vector512.FusedMultiplyAdd(qv, kv1, a21);
-                    a22 = Vector512.FusedMultiplyAdd(qv, kv2, a22); a23 = Vector512.FusedMultiplyAdd(qv, kv3, a23);
-                    qv = Vector512.Load(q3 + d);
-                    a30 = Vector512.FusedMultiplyAdd(qv, kv0, a30); a31 = Vector512.FusedMultiplyAdd(qv, kv1, a31);
-                    a32 = Vector512.FusedMultiplyAdd(qv, kv2, a32); a33 = Vector512.FusedMultiplyAdd(qv, kv3, a33);
+                    ScoreTile4x4<TVec, TW>(q + h * headDim, headDim, k0, keyStride, scale, s + h * KeyBlock + j4);
                 }
-                var sc = Vector128.Create(scale);
-                (VectorMath.Sum4(a00, a01, a02, a03) * sc).Store(s + h * KeyBlock + j4);
-                (VectorMath.Sum4(a10, a11, a12, a13) * sc).Store(s + (h + 1) * KeyBlock + j4);
-                (VectorMath.Sum4(a20, a21, a22, a23) * sc).Store(s + (h + 2) * KeyBlock + j4);
-                (VectorMath.Sum4(a30, a31, a32, a33) * sc).Store(s + (h + 3) * KeyBlock + j4);
+            }
+            for (; h + 2 <= heads; h += 2)
+            {
+                ScoreTile2x4<TVec, TW>(q + h * headDim, headDim, k0, keyStride, scale, s + h * KeyBlock + j4);
             }
             for (; h < heads; h++)
             {
                 float* qh = q + h * headDim;
-                var d0 = Vector512<float>.Zero;
-                var d1 = Vector512<float>.Zero;
-                var d2 = Vector512<float>.Zero;
-                var d3 = Vector512<float>.Zero;
-                for (int d = 0; d < headDim; d += 16)
+                float* k1 = k0 + keyStride, k2 = k1 + keyStride, k3 = k2 + keyStride;
+                var d0 = TW.Zero;
+                var d1 = TW.Zero;
+                var d2 = TW.Zero;
+                var d3 = TW.Zero;
+                for (int d = 0; d < headDim; d += lanes)
                 {
-                    var qv = Vector512.Load(qh + d);
-                    d0 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k0 + d), d0);
-                    d1 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k1 + d), d1);
-                    d2 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k2 + d), d2);
-                    d3 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k3 + d), d3);
+                    var qv = TW.Load(qh + d);
+                    d0 = TW.Fma(qv, TW.Load(k0 + d), d0);
+                    d1 = TW.Fma(qv, TW.Load(k1 + d), d1);
+                    d2 = TW.Fma(qv, TW.Load(k2 + d), d2);
+                    d3 = TW.Fma(qv, TW.Load(k3 + d), d3);
                 }
-                (VectorMath.Sum4(d0, d1, d2, d3) * Vector128.Create(scale)).Store(s + h * KeyBlock + j4);
+                (TW.Sum4(d0, d1, d2, d3) * Vector128.Create(scale)).Store(s + h * KeyBlock + j4);
             }
         }
         for (int j = j4; j < block; j++)
@@ -192,12 +182,12 @@ public static unsafe class AttentionKernel
             for (int h = 0; h < heads; h++)
             {
                 float* qh = q + h * headDim;
-                var d0 = Vector512<float>.Zero;
-                for (int d = 0; d < headDim; d += 16)
+                var d0 = TW.Zero;
+                for (int d = 0; d < headDim; d += lanes)
                 {
-                    d0 = Vector512.FusedMultiplyAdd(Vector512.Load(qh + d), Vector512.Load(key + d), d0);
+                    d0 = TW.Fma(TW.Load(qh + d), TW.Load(key + d), d0);
                 }
-                s[h * KeyBlock + j] = Vector512.Sum(d0) * scale;
+                s[h * KeyBlock + j] = TW.Sum(d0) * scale;
             }
         }
         for (int h = 0; h < heads; h++)
@@ -207,14 +197,17 @@ public static unsafe class AttentionKernel
             {
                 sh[j] = float.NegativeInfinity; // lanes past the block: the max ignores them
             }
-            var lo = Vector512.Load(sh);
-            var hi = Vector512.Load(sh + 16);
-            float newMax = RaiseMax(m + h, l + h, a + h * valueDim, valueDim, MaxAcross(Vector512.Max(lo, hi)));
-            var shift = Vector512.Create(newMax);
-            lo = VectorMath.Exp(lo - shift);
-            hi = VectorMath.Exp(hi - shift);
-            lo.Store(sh);
-            hi.Store(sh + 16);
+            var blockMax = TW.Load(sh);
+            for (int j = lanes; j < KeyBlock; j += lanes)
+            {
+                blockMax = TW.Max(blockMax, TW.Load(sh + j));
+            }
+            float newMax = RaiseMax(m + h, l + h, a + h * valueDim, valueDim, TW.MaxAcross(blockMax), IsaOf<TVec, TW>());
+            var shift = TW.Splat(newMax);
+            for (int j = 0; j < KeyBlock; j += lanes)
+            {
+                TW.Store(VectorMath.Exp<TVec, TW>(TW.Subtract(TW.Load(sh + j), shift)), sh + j);
+            }
             float blockSum = 0;
             for (int j = 0; j < block; j++)
             {
@@ -222,45 +215,27 @@ public static unsafe class AttentionKernel
             }
             l[h] += blockSum;
         }
-        // acc[h] += Σ_j p[h, j] v_j. Four heads x 64 value lanes in 16 registers: per key, 4 broadcasts and
-        // 4 loads feed 16 FMAs; then the remaining heads 64 lanes at a time.
+        // acc[h] += Σ_j p[h, j] v_j, in tiles of heads x 4 vectors: per key, one broadcast per head and
+        // 4 loads feed 4 FMAs per head.
         int hv = 0;
-        if (valueDim % 64 == 0)
+        int span = 4 * lanes;
+        if (valueDim % span == 0)
         {
-            for (; hv + 4 <= heads; hv += 4)
+            if (TW.WideRegisterFile)
             {
-                float* s0 = s + hv * KeyBlock, s1 = s0 + KeyBlock, s2 = s1 + KeyBlock, s3 = s2 + KeyBlock;
-                for (int d = 0; d < valueDim; d += 64)
+                for (; hv + 4 <= heads; hv += 4)
                 {
-                    float* o0 = a + hv * valueDim + d, o1 = o0 + valueDim, o2 = o1 + valueDim, o3 = o2 + valueDim;
-                    Vector512<float> c00 = Vector512.Load(o0), c01 = Vector512.Load(o0 + 16), c02 = Vector512.Load(o0 + 32), c03 = Vector512.Load(o0 + 48);
-                    Vector512<float> c10 = Vector512.Load(o1), c11 = Vector512.Load(o1 + 16), c12 = Vector512.Load(o1 + 32), c13 = Vector512.Load(o1 + 48);
-                    Vector512<float> c20 = Vector512.Load(o2), c21 = Vector512.Load(o2 + 16), c22 = Vector512.Load(o2 + 32), c23 = Vector512.Load(o2 + 48);
-                    Vector512<float> c30 = Vector512.Load(o3), c31 = Vector512.Load(o3 + 16), c32 = Vector512.Load(o3 + 32), c33 = Vector512.Load(o3 + 48);
-                    for (int j = 0; j < block; j++)
+                    for (int d = 0; d < valueDim; d += span)
                     {
-                        float* vj = v + (long)j * valueStride + d;
-                        var v0 = Vector512.Load(vj);
-                        var v1 = Vector512.Load(vj + 16);
-                        var v2 = Vector512.Load(vj + 32);
-                        var v3 = Vector512.Load(vj + 48);
-                        var p = Vector512.Create(s0[j]);
-                        c00 = Vector512.FusedMultiplyAdd(p, v0, c00); c01 = Vector512.FusedMultiplyAdd(p, v1, c01);
-                        c02 = Vector512.FusedMultiplyAdd(p, v2, c02); c03 = Vector512.FusedMultiplyAdd(p, v3, c03);
-                        p = Vector512.Create(s1[j]);
-                        c10 = Vector512.FusedMultiplyAdd(p, v0, c10); c11 = Vector512.FusedMultiplyAdd(p, v1, c11);
-                        c12 = Vector512.FusedMultiplyAdd(p, v2, c12); c13 = Vector512.FusedMultiplyAdd(p, v3, c13);
-                        p = Vector512.Create(s2[j]);
-                        c20 = Vector512.FusedMultiplyAdd(p, v0, c20); c21 = Vector512.FusedMultiplyAdd(p, v1, c21);
-                        c22 = Vector512.FusedMultiplyAdd(p, v2, c22); c23 = Vector512.FusedMultiplyAdd(p, v3, c23);
-                        p = Vector512.Create(s3[j]);
-                        c30 = Vector512.FusedMultiplyAdd(p, v0, c30); c31 = Vector512.FusedMultiplyAdd(p, v1, c31);
-                        c32 = Vector512.FusedMultiplyAdd(p, v2, c32); c33 = Vector512.FusedMultiplyAdd(p, v3, c33);
+                        ValueTile4x4<TVec, TW>(s + hv * KeyBlock, a + hv * valueDim + d, valueDim, v + d, valueStride, block);
                     }
-                    c00.Store(o0); c01.Store(o0 + 16); c02.Store(o0 + 32); c03.Store(o0 + 48);
-                    c10.Store(o1); c11.Store(o1 + 16); c12.Store(o1 + 32); c13.Store(o1 + 48);
-                    c20.Store(o2); c21.Store(o2 + 16); c22.Store(o2 + 32); c23.Store(o2 + 48);
-                    c30.Store(o3); c31.Store(o3 + 16); c32.Store(o3 + 32); c33.Store(o3 + 48);
+                }
+            }
+            for (; hv + 2 <= heads; hv += 2)
+            {
+                for (int d = 0; d < valueDim; d += span)
+                {
+                    ValueTile2x4<TVec, TW>(s + hv * KeyBlock, a + hv * valueDim + d, valueDim, v + d, valueStride, block);
                 }
             }
         }
@@ -269,63 +244,172 @@ public static unsafe class AttentionKernel
             float* sh = s + h * KeyBlock;
             float* ah = a + h * valueDim;
             int d = 0;
-            for (; d + 64 <= valueDim; d += 64)
+            for (; d + span <= valueDim; d += span)
             {
-                var a0 = Vector512.Load(ah + d);
-                var a1 = Vector512.Load(ah + d + 16);
-                var a2 = Vector512.Load(ah + d + 32);
-                var a3 = Vector512.Load(ah + d + 48);
+                var a0 = TW.Load(ah + d);
+                var a1 = TW.Load(ah + d + lanes);
+                var a2 = TW.Load(ah + d + 2 * lanes);
+                var a3 = TW.Load(ah + d + 3 * lanes);
                 for (int j = 0; j < block; j++)
                 {
-                    var p = Vector512.Create(sh[j]);
+                    var p = TW.Splat(sh[j]);
                     float* vj = v + (long)j * valueStride + d;
-                    a0 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj), a0);
-                    a1 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 16), a1);
-                    a2 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 32), a2);
-                    a3 = Vector512.FusedMultiplyAdd(p, Vector512.Load(vj + 48), a3);
+                    a0 = TW.Fma(p, TW.Load(vj), a0);
+                    a1 = TW.Fma(p, TW.Load(vj + lanes), a1);
+                    a2 = TW.Fma(p, TW.Load(vj + 2 * lanes), a2);
+                    a3 = TW.Fma(p, TW.Load(vj + 3 * lanes), a3);
                 }
-                a0.Store(ah + d);
-                a1.Store(ah + d + 16);
-                a2.Store(ah + d + 32);
-                a3.Store(ah + d + 48);
+                TW.Store(a0, ah + d);
+                TW.Store(a1, ah + d + lanes);
+                TW.Store(a2, ah + d + 2 * lanes);
+                TW.Store(a3, ah + d + 3 * lanes);
             }
-            for (; d < valueDim; d += 16)
+            for (; d < valueDim; d += lanes)
             {
-                var acc = Vector512.Load(ah + d);
+                var acc = TW.Load(ah + d);
                 for (int j = 0; j < block; j++)
                 {
-                    acc = Vector512.FusedMultiplyAdd(Vector512.Create(sh[j]), Vector512.Load(v + (long)j * valueStride + d), acc);
+                    acc = TW.Fma(TW.Splat(sh[j]), TW.Load(v + (long)j * valueStride + d), acc);
                 }
-                acc.Store(ah + d);
+                TW.Store(acc, ah + d);
             }
         }
+    }
+
+    /// <summary>4 heads x 4 keys register tile: per vector of dims, 8 loads feed 16 FMAs. s[h · KeyBlock + j] for the tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoreTile4x4<TVec, TW>(float* q0, int headDim, float* k0, int keyStride, float scale, float* s) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        float* k1 = k0 + keyStride, k2 = k1 + keyStride, k3 = k2 + keyStride;
+        float* q1 = q0 + headDim, q2 = q1 + headDim, q3 = q2 + headDim;
+        TVec a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
+        TVec a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+        TVec a20 = TW.Zero, a21 = TW.Zero, a22 = TW.Zero, a23 = TW.Zero;
+        TVec a30 = TW.Zero, a31 = TW.Zero, a32 = TW.Zero, a33 = TW.Zero;
+        for (int d = 0; d < headDim; d += TW.Count)
+        {
+            var kv0 = TW.Load(k0 + d);
+            var kv1 = TW.Load(k1 + d);
+            var kv2 = TW.Load(k2 + d);
+            var kv3 = TW.Load(k3 + d);
+            var qv = TW.Load(q0 + d);
+            a00 = TW.Fma(qv, kv0, a00); a01 = TW.Fma(qv, kv1, a01); a02 = TW.Fma(qv, kv2, a02); a03 = TW.Fma(qv, kv3, a03);
+            qv = TW.Load(q1 + d);
+            a10 = TW.Fma(qv, kv0, a10); a11 = TW.Fma(qv, kv1, a11); a12 = TW.Fma(qv, kv2, a12); a13 = TW.Fma(qv, kv3, a13);
+            qv = TW.Load(q2 + d);
+            a20 = TW.Fma(qv, kv0, a20); a21 = TW.Fma(qv, kv1, a21); a22 = TW.Fma(qv, kv2, a22); a23 = TW.Fma(qv, kv3, a23);
+            qv = TW.Load(q3 + d);
+            a30 = TW.Fma(qv, kv0, a30); a31 = TW.Fma(qv, kv1, a31); a32 = TW.Fma(qv, kv2, a32); a33 = TW.Fma(qv, kv3, a33);
+        }
+        var sc = Vector128.Create(scale);
+        (TW.Sum4(a00, a01, a02, a03) * sc).Store(s);
+        (TW.Sum4(a10, a11, a12, a13) * sc).Store(s + KeyBlock);
+        (TW.Sum4(a20, a21, a22, a23) * sc).Store(s + 2 * KeyBlock);
+        (TW.Sum4(a30, a31, a32, a33) * sc).Store(s + 3 * KeyBlock);
+    }
+
+    /// <summary>2 heads x 4 keys register tile (8 accumulators: fits 16 registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoreTile2x4<TVec, TW>(float* q0, int headDim, float* k0, int keyStride, float scale, float* s) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        float* k1 = k0 + keyStride, k2 = k1 + keyStride, k3 = k2 + keyStride;
+        float* q1 = q0 + headDim;
+        TVec a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
+        TVec a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+        for (int d = 0; d < headDim; d += TW.Count)
+        {
+            var kv0 = TW.Load(k0 + d);
+            var kv1 = TW.Load(k1 + d);
+            var kv2 = TW.Load(k2 + d);
+            var kv3 = TW.Load(k3 + d);
+            var qv = TW.Load(q0 + d);
+            a00 = TW.Fma(qv, kv0, a00); a01 = TW.Fma(qv, kv1, a01); a02 = TW.Fma(qv, kv2, a02); a03 = TW.Fma(qv, kv3, a03);
+            qv = TW.Load(q1 + d);
+            a10 = TW.Fma(qv, kv0, a10); a11 = TW.Fma(qv, kv1, a11); a12 = TW.Fma(qv, kv2, a12); a13 = TW.Fma(qv, kv3, a13);
+        }
+        var sc = Vector128.Create(scale);
+        (TW.Sum4(a00, a01, a02, a03) * sc).Store(s);
+        (TW.Sum4(a10, a11, a12, a13) * sc).Store(s + KeyBlock);
+    }
+
+    /// <summary>acc of 4 heads x 4 vectors (16 registers) += p[h, j] v_j over the block's keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ValueTile4x4<TVec, TW>(float* s0, float* o0, int valueDim, float* v, int valueStride, int block) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int w = TW.Count;
+        float* s1 = s0 + KeyBlock, s2 = s1 + KeyBlock, s3 = s2 + KeyBlock;
+        float* o1 = o0 + valueDim, o2 = o1 + valueDim, o3 = o2 + valueDim;
+        TVec c00 = TW.Load(o0), c01 = TW.Load(o0 + w), c02 = TW.Load(o0 + 2 * w), c03 = TW.Load(o0 + 3 * w);
+        TVec c10 = TW.Load(o1), c11 = TW.Load(o1 + w), c12 = TW.Load(o1 + 2 * w), c13 = TW.Load(o1 + 3 * w);
+        TVec c20 = TW.Load(o2), c21 = TW.Load(o2 + w), c22 = TW.Load(o2 + 2 * w), c23 = TW.Load(o2 + 3 * w);
+        TVec c30 = TW.Load(o3), c31 = TW.Load(o3 + w), c32 = TW.Load(o3 + 2 * w), c33 = TW.Load(o3 + 3 * w);
+        for (int j = 0; j < block; j++)
+        {
+            float* vj = v + (long)j * valueStride;
+            var v0 = TW.Load(vj);
+            var v1 = TW.Load(vj + w);
+            var v2 = TW.Load(vj + 2 * w);
+            var v3 = TW.Load(vj + 3 * w);
+            var p = TW.Splat(s0[j]);
+            c00 = TW.Fma(p, v0, c00); c01 = TW.Fma(p, v1, c01); c02 = TW.Fma(p, v2, c02); c03 = TW.Fma(p, v3, c03);
+            p = TW.Splat(s1[j]);
+            c10 = TW.Fma(p, v0, c10); c11 = TW.Fma(p, v1, c11); c12 = TW.Fma(p, v2, c12); c13 = TW.Fma(p, v3, c13);
+            p = TW.Splat(s2[j]);
+            c20 = TW.Fma(p, v0, c20); c21 = TW.Fma(p, v1, c21); c22 = TW.Fma(p, v2, c22); c23 = TW.Fma(p, v3, c23);
+            p = TW.Splat(s3[j]);
+            c30 = TW.Fma(p, v0, c30); c31 = TW.Fma(p, v1, c31); c32 = TW.Fma(p, v2, c32); c33 = TW.Fma(p, v3, c33);
+        }
+        TW.Store(c00, o0); TW.Store(c01, o0 + w); TW.Store(c02, o0 + 2 * w); TW.Store(c03, o0 + 3 * w);
+        TW.Store(c10, o1); TW.Store(c11, o1 + w); TW.Store(c12, o1 + 2 * w); TW.Store(c13, o1 + 3 * w);
+        TW.Store(c20, o2); TW.Store(c21, o2 + w); TW.Store(c22, o2 + 2 * w); TW.Store(c23, o2 + 3 * w);
+        TW.Store(c30, o3); TW.Store(c31, o3 + w); TW.Store(c32, o3 + 2 * w); TW.Store(c33, o3 + 3 * w);
+    }
+
+    /// <summary>acc of 2 heads x 4 vectors (8 registers) += p[h, j] v_j over the block's keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ValueTile2x4<TVec, TW>(float* s0, float* o0, int valueDim, float* v, int valueStride, int block) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int w = TW.Count;
+        float* s1 = s0 + KeyBlock;
+        float* o1 = o0 + valueDim;
+        TVec c00 = TW.Load(o0), c01 = TW.Load(o0 + w), c02 = TW.Load(o0 + 2 * w), c03 = TW.Load(o0 + 3 * w);
+        TVec c10 = TW.Load(o1), c11 = TW.Load(o1 + w), c12 = TW.Load(o1 + 2 * w), c13 = TW.Load(o1 + 3 * w);
+        for (int j = 0; j < block; j++)
+        {
+            float* vj = v + (long)j * valueStride;
+            var v0 = TW.Load(vj);
+            var v1 = TW.Load(vj + w);
+            var v2 = TW.Load(vj + 2 * w);
+            var v3 = TW.Load(vj + 3 * w);
+            var p = TW.Splat(s0[j]);
+            c00 = TW.Fma(p, v0, c00); c01 = TW.Fma(p, v1, c01); c02 = TW.Fma(p, v2, c02); c03 = TW.Fma(p, v3, c03);
+            p = TW.Splat(s1[j]);
+            c10 = TW.Fma(p, v0, c10); c11 = TW.Fma(p, v1, c11); c12 = TW.Fma(p, v2, c12); c13 = TW.Fma(p, v3, c13);
+        }
+        TW.Store(c00, o0); TW.Store(c01, o0 + w); TW.Store(c02, o0 + 2 * w); TW.Store(c03, o0 + 3 * w);
+        TW.Store(c10, o1); TW.Store(c11, o1 + w); TW.Store(c12, o1 + 2 * w); TW.Store(c13, o1 + 3 * w);
     }
 
     /// <summary>
     /// Moves a head's running max to cover <paramref name="blockMax"/>: when it rises, the sum and the
     /// accumulator [valueDim] are rescaled by e^(old - new) (0 when nothing was seen yet). Returns the max.
     /// </summary>
-    private static float RaiseMax(float* max, float* sum, float* acc, int valueDim, float blockMax)
+    private static float RaiseMax(float* max, float* sum, float* acc, int valueDim, float blockMax, KernelIsa isa)
     {
         float newMax = MathF.Max(*max, blockMax);
         if (newMax > *max)
         {
             float correction = float.IsNegativeInfinity(*max) ? 0f : MathF.Exp(*max - newMax);
             *sum *= correction;
-            VectorMath.ScaleInto(acc, correction, acc, valueDim);
+            VectorMath.ScaleInto(acc, correction, acc, valueDim, isa);
             *max = newMax;
         }
         return newMax;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxAcross(Vector512<float> x)
-    {
-        var m256 = Vector256.Max(x.GetLower(), x.GetUpper());
-        var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
-        float r = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
-        return r;
-    }
+    /// <summary>The path a width runs on (a JIT-time constant).</summary>
+    private static KernelIsa IsaOf<TVec, TW>() where TVec : struct where TW : struct, ISimd<TVec> =>
+        TW.Count == 16 ? KernelIsa.Vector512 : TW.Count == 8 ? KernelIsa.Vector256 : KernelIsa.Vector128;
 
     /// <summary>output[h, :] = acc[h, :] / sum[h] (zero when nothing was visible and there is no sink).</summary>
     public static void Finish(int heads, int valueDim, ReadOnlySpan<float> sum, ReadOnlySpan<float> acc, Span<float> output)

@@ -6,65 +6,62 @@ using MimoSharp.Tensors.Threading;
 
 namespace MimoSharp.Tensors.Kernels;
 
-/// <summary>Which instruction set the kernels use; tests force the narrower paths to compare them.</summary>
-public enum KernelIsa
-{
-    Scalar,
-    Vector256,
-    Vector512,
-}
-
 /// <summary>
 /// y = x · Wᵀ for a weight matrix W [rows, cols] in its stored format (F32, BF16, F16, FP8 with block
 /// scales, Q8_0, Q4_0): x [n, cols], y [n, rows]. Rows are split across the worker pool in groups of four.
-/// Q8_0 / Q4_0 decode widens their codes to float in registers and applies each group's scale once per
-/// 32 weights (activations stay float: no activation quantization).
+/// Every kernel is one body generic over the vector width (<see cref="ISimd{TVec}"/>), run on the path
+/// the call's <see cref="KernelMode"/> names.
+/// <para>
+/// Q8_0 / Q4_0, by default (n ≤ 8): x is quantized to int8 once per product, per group of 32 columns
+/// (d = max|x| / 127, q = round(x / d)), and each group's dot product is exact in integers
+/// (<see cref="IInt8Dot{TVec, TCodes}"/>), then scaled by d_w · d_x. With
+/// <see cref="KernelMode.ExactActivations"/> (and for longer batches) the codes are widened to float in
+/// registers against float activations instead: the result is the float dot product of the dequantized weights.
+/// </para>
+/// <para>
 /// Decode (n == 1) reads each weight once, dequantizing FP8/BF16 in registers: an FP8 code b is
 /// sign-extended to int32, shifted left 20 and masked, which lays its sign, exponent and mantissa
 /// into a float32 whose value is decode(b)·2^-120 (subnormal codes land on float subnormals, still
-/// exact). x is prescaled by 2^100 and each block's scale by 2^20, so no per-weight multiply remains
-/// and the products stay in the normal float range.
+/// exact; the NaN codes 0x7F/0xFF are turned into NaN by a compare). x is prescaled by 2^100 and each
+/// block's scale by 2^20, so no per-weight multiply remains and the products stay in the normal float range.
+/// (.NET exposes no F16C intrinsic, so the FP16 route, a shift into half-precision bits and vcvtph2ps,
+/// is not available to C#.)
+/// </para>
 /// Batches (n > 1) dequantize four rows at a time into a per-thread buffer and reuse them for every
 /// token, so each weight is still read once per call.
 /// </summary>
 public static unsafe class MatMul
 {
     private const float XPrescale = 1.2676506e30f; // 2^100
-    private const int Fp8Mask = unchecked((int)0x87F00000);
     private const int RowGroup = 4;
+    private const int Group = WeightMatrix.GroupSize;
     /// <summary>Up to this many tokens, each weight vector is decoded once in registers and used for every token.</summary>
     private const int MaxFusedTokens = 8;
-
-    private static KernelIsa s_isa = DetectIsa();
 
     [ThreadStatic] private static float* t_scratch;
     [ThreadStatic] private static int t_scratchLength;
     [ThreadStatic] private static Job? t_job;
     [ThreadStatic] private static float* t_prescaled;
     [ThreadStatic] private static int t_prescaledLength;
+    [ThreadStatic] private static float* t_quantized; // int8 codes, as floats' storage (4 codes per float slot)
+    [ThreadStatic] private static int t_quantizedLength;
+    [ThreadStatic] private static float* t_quantScales;
+    [ThreadStatic] private static int t_quantScalesLength;
 
-    /// <summary>The widest path this machine supports.</summary>
-    public static KernelIsa DetectIsa() =>
-        Avx512F.IsSupported && Avx512BW.IsSupported ? KernelIsa.Vector512
-        : Avx2.IsSupported && Fma.IsSupported ? KernelIsa.Vector256
-        : KernelIsa.Scalar;
-
-    /// <summary>The path in use. Setting a path wider than the machine supports throws.</summary>
-    public static KernelIsa Isa
+    private enum Route
     {
-        get => s_isa;
-        set
-        {
-            if (value > DetectIsa())
-            {
-                throw new NotSupportedException($"{value} is not supported on this machine (widest: {DetectIsa()})");
-            }
-            s_isa = value;
-        }
+        /// <summary>Rows dequantized to float (or read as float), then float dot products.</summary>
+        Generic,
+        /// <summary>n == 1: weights decoded in registers (FP8, BF16, Q8_0 / Q4_0 against float x).</summary>
+        Fused,
+        /// <summary>2 ≤ n ≤ 8 on Vector512: each FP8/BF16 weight vector decoded once for every token.</summary>
+        FusedTokens,
+        /// <summary>Q8_0 / Q4_0 against int8-quantized activations.</summary>
+        Integer,
     }
 
     /// <summary>y [n, W.Rows] = x [n, W.Cols] · Wᵀ.</summary>
-    public static void Multiply(WeightMatrix weight, ReadOnlySpan<float> x, Span<float> y, int n, WorkerPool? pool = null)
+    public static void Multiply(WeightMatrix weight, ReadOnlySpan<float> x, Span<float> y, int n, WorkerPool? pool = null, KernelMode mode = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         if (x.Length < (long)n * weight.Cols || y.Length < (long)n * weight.Rows)
@@ -72,6 +69,7 @@ public static unsafe class MatMul
             throw new ArgumentException(
                 $"MatMul of [{n}, {weight.Cols}] by W[{weight.Rows}, {weight.Cols}]ᵀ needs x of {(long)n * weight.Cols} and y of {(long)n * weight.Rows} floats; got {x.Length} and {y.Length}");
         }
+        KernelIsa isa = mode.ResolvedIsa;
         if (n == 0)
         {
             return;
@@ -80,6 +78,12 @@ public static unsafe class MatMul
         var job = t_job ??= new Job();
         // Scales are pinned or live in the weight's storage; job.Weight keeps both alive during the call.
         float* scales = weight.KernelScalePointer;
+        bool grouped = weight.DType is DType.I8 or DType.Q4;
+        Route route = grouped && !mode.ExactActivations && n <= MaxFusedTokens ? Route.Integer
+            : isa == KernelIsa.Scalar ? Route.Generic
+            : n == 1 && weight.DType is DType.F8E4M3 or DType.BF16 or DType.I8 or DType.Q4 ? Route.Fused
+            : n <= MaxFusedTokens && isa == KernelIsa.Vector512 && weight.DType is DType.F8E4M3 or DType.BF16 ? Route.FusedTokens
+            : Route.Generic;
         fixed (float* px = x, py = y)
         {
             job.Weight = weight;
@@ -87,22 +91,32 @@ public static unsafe class MatMul
             job.Y = py;
             job.N = n;
             job.Scales = scales;
-            job.Isa = s_isa;
-            job.Fused = n == 1 && s_isa != KernelIsa.Scalar && weight.DType is DType.F8E4M3 or DType.BF16 or DType.I8 or DType.Q4;
-            job.FusedMulti = n > 1 && n <= MaxFusedTokens && s_isa == KernelIsa.Vector512 && weight.DType is DType.F8E4M3 or DType.BF16;
-            float* prescaled = null;
-            if ((job.Fused || job.FusedMulti) && weight.DType == DType.F8E4M3)
+            job.Isa = isa;
+            job.Route = route;
+            job.XPrescaled = null;
+            job.XCodes = null;
+            job.XScales = null;
+            if (route is Route.Fused or Route.FusedTokens && weight.DType == DType.F8E4M3)
             {
                 // The calling thread's buffer, kept between calls: no allocation per product.
                 int length = checked(n * weight.Cols);
-                prescaled = PrescaleBuffer(length);
-                VectorMath.ScaleInto(px, XPrescale, prescaled, length);
+                job.XPrescaled = PrescaleBuffer(length);
+                VectorMath.ScaleInto(px, XPrescale, job.XPrescaled, length, isa);
             }
-            job.XPrescaled = prescaled;
+            else if (route == Route.Integer)
+            {
+                int groups = weight.ScaleCols;
+                job.XCodes = (sbyte*)Grow(ref t_quantized, ref t_quantizedLength, checked(n * groups * Group / sizeof(float)));
+                job.XScales = Grow(ref t_quantScales, ref t_quantScalesLength, n * groups);
+                for (int t = 0; t < n; t++)
+                {
+                    QuantizeActivations(px + (long)t * weight.Cols, weight.Cols, job.XCodes + (long)t * groups * Group, job.XScales + t * groups, isa);
+                }
+            }
             try
             {
-                int groups = (weight.Rows + RowGroup - 1) / RowGroup;
-                pool.Run(job, groups, pool.GrainFor(groups, minimum: 4));
+                int rowGroups = (weight.Rows + RowGroup - 1) / RowGroup;
+                pool.Run(job, rowGroups, pool.GrainFor(rowGroups, minimum: 4));
             }
             finally
             {
@@ -111,13 +125,74 @@ public static unsafe class MatMul
         }
     }
 
+    /// <summary>
+    /// x [cols] as int8 codes per group of 32 (the last group zero-padded to 32) and one scale per group:
+    /// d = max|x| / 127, q = round(x · (1/d)) to nearest even (0 when the group is all zero).
+    /// </summary>
+    internal static void QuantizeActivations(float* x, int cols, sbyte* codes, float* scales, KernelIsa isa)
+    {
+        for (int g = 0, c = 0; c < cols; g++, c += Group)
+        {
+            int count = Math.Min(Group, cols - c);
+            float* xg = x + c;
+            sbyte* q = codes + g * Group;
+            if (count == Group && isa is KernelIsa.Vector256 or KernelIsa.Vector512)
+            {
+                scales[g] = QuantizeGroup<Vector256<float>, Simd256>(xg, q);
+            }
+            else if (count == Group && isa == KernelIsa.Vector128)
+            {
+                scales[g] = QuantizeGroup<Vector128<float>, Simd128>(xg, q);
+            }
+            else
+            {
+                float max = 0;
+                for (int i = 0; i < count; i++)
+                {
+                    max = MathF.Max(max, MathF.Abs(xg[i]));
+                }
+                float d = max / 127f;
+                float inverse = d == 0 ? 0 : 1f / d;
+                for (int i = 0; i < Group; i++)
+                {
+                    q[i] = i < count ? (sbyte)(int)MathF.Round(xg[i] * inverse) : (sbyte)0;
+                }
+                scales[g] = d;
+            }
+        }
+    }
+
+    /// <summary>One full group of 32: the same arithmetic as the scalar loop (max, d, 1/d, products rounded to even).</summary>
+    private static float QuantizeGroup<TVec, TW>(float* x, sbyte* q) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        var max = TW.Zero;
+        for (int i = 0; i < Group; i += TW.Count)
+        {
+            var v = TW.Load(x + i);
+            max = TW.Max(max, TW.Max(v, TW.Subtract(TW.Zero, v)));
+        }
+        float d = TW.MaxAcross(max) / 127f;
+        float inverse = d == 0 ? 0 : 1f / d;
+        var scale = TW.Splat(inverse);
+        float* rounded = stackalloc float[Group];
+        for (int i = 0; i < Group; i += TW.Count)
+        {
+            TW.Store(TW.Round(TW.Multiply(TW.Load(x + i), scale)), rounded + i);
+        }
+        for (int i = 0; i < Group; i++)
+        {
+            q[i] = (sbyte)(int)rounded[i];
+        }
+        return d;
+    }
+
     private sealed class Job : IParallelJob
     {
         public WeightMatrix? Weight;
-        public float* X, Y, XPrescaled, Scales;
+        public float* X, Y, XPrescaled, Scales, XScales;
+        public sbyte* XCodes;
         public int N;
-        public bool Fused;
-        public bool FusedMulti;
+        public Route Route;
         public KernelIsa Isa;
 
         public void Execute(int start, int end)
@@ -125,149 +200,199 @@ public static unsafe class MatMul
             WeightMatrix w = Weight!;
             int rowStart = start * RowGroup;
             int rowEnd = Math.Min(end * RowGroup, w.Rows);
-            if (Fused)
+            switch (Route)
             {
-                ExecuteFused(w, rowStart, rowEnd);
-            }
-            else if (FusedMulti)
-            {
-                for (int r = rowStart; r < rowEnd; r++)
-                {
-                    if (w.DType == DType.F8E4M3)
+                case Route.Integer:
+                    switch (Isa)
                     {
-                        Fp8RowTokensV512(w, r, N, XPrescaled, w.KernelScaleRow(r, Scales), Y);
+                        // AVX-512 machines run the 256-bit integer kernel (with AVX-VNNI where present).
+                        case KernelIsa.Vector512:
+                        case KernelIsa.Vector256:
+                            ExecuteInteger<Vector256<float>, Vector256<sbyte>, Simd256>(w, rowStart, rowEnd);
+                            break;
+                        case KernelIsa.Vector128:
+                            ExecuteInteger<Vector128<float>, Codes128, Simd128>(w, rowStart, rowEnd);
+                            break;
+                        default:
+                            ExecuteIntegerScalar(w, rowStart, rowEnd);
+                            break;
                     }
-                    else
+                    break;
+                case Route.Fused:
+                    switch (Isa)
                     {
-                        Bf16RowTokensV512(w, r, N, X, Y);
+                        case KernelIsa.Vector512: ExecuteFused<Vector512<float>, Simd512>(w, rowStart, rowEnd); break;
+                        case KernelIsa.Vector256: ExecuteFused<Vector256<float>, Simd256>(w, rowStart, rowEnd); break;
+                        default: ExecuteFused<Vector128<float>, Simd128>(w, rowStart, rowEnd); break;
                     }
-                }
-            }
-            else
-            {
-                ExecuteGeneric(w, rowStart, rowEnd);
+                    break;
+                case Route.FusedTokens:
+                    for (int r = rowStart; r < rowEnd; r++)
+                    {
+                        if (w.DType == DType.F8E4M3)
+                        {
+                            Fp8RowTokens<Vector512<float>, Simd512>(w, r, N, XPrescaled, w.KernelScaleRow(r, Scales), Y);
+                        }
+                        else
+                        {
+                            Bf16RowTokens<Vector512<float>, Simd512>(w, r, N, X, Y);
+                        }
+                    }
+                    break;
+                default:
+                    switch (Isa)
+                    {
+                        case KernelIsa.Vector512: ExecuteGeneric<Vector512<float>, Simd512>(w, rowStart, rowEnd); break;
+                        case KernelIsa.Vector256: ExecuteGeneric<Vector256<float>, Simd256>(w, rowStart, rowEnd); break;
+                        case KernelIsa.Vector128: ExecuteGeneric<Vector128<float>, Simd128>(w, rowStart, rowEnd); break;
+                        default: ExecuteScalar(w, rowStart, rowEnd); break;
+                    }
+                    break;
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
-        private void ExecuteFused(WeightMatrix w, int rowStart, int rowEnd)
+        private void ExecuteFused<TVec, TW>(WeightMatrix w, int rowStart, int rowEnd) where TVec : struct where TW : struct, ISimd<TVec>
         {
             int cols = w.Cols;
             int r = rowStart;
-            if (Isa == KernelIsa.Vector512)
+            for (; r + RowGroup <= rowEnd; r += RowGroup)
             {
-                for (; r + RowGroup <= rowEnd; r += RowGroup)
+                switch (w.DType)
                 {
-                    switch (w.DType)
-                    {
-                        case DType.F8E4M3:
-                            Fp8Rows4V512(w, r, XPrescaled, Scales, Y + r);
-                            break;
-                        case DType.I8:
-                            Q8Rows4V512(w, r, X, Scales, Y + r);
-                            break;
-                        case DType.Q4:
-                            Q4Rows4V512(w, r, X, Scales, Y + r);
-                            break;
-                        default:
-                            Bf16Rows4V512((ushort*)w.RowPointer(r), cols, X, Y + r);
-                            break;
-                    }
-                }
-            }
-            else if (w.DType is DType.F8E4M3 or DType.BF16)
-            {
-                // AVX2 machines: four rows share each load of x and give four independent FMA chains.
-                for (; r + RowGroup <= rowEnd; r += RowGroup)
-                {
-                    if (w.DType == DType.F8E4M3)
-                    {
-                        Fp8Rows4V256(w, r, XPrescaled, Scales, Y + r);
-                    }
-                    else
-                    {
-                        Bf16Rows4V256((ushort*)w.RowPointer(r), cols, X, Y + r);
-                    }
+                    case DType.F8E4M3: Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r); break;
+                    case DType.I8: Q8Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
+                    case DType.Q4: Q4Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
+                    default: Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, X, Y + r); break;
                 }
             }
             for (; r < rowEnd; r++)
             {
                 Y[r] = w.DType switch
                 {
-                    DType.F8E4M3 => Fp8RowV256(w.RowPointer(r), cols, w.BlockCols, XPrescaled, w.KernelScaleRow(r, Scales)),
-                    DType.I8 => Q8RowV256((sbyte*)w.RowPointer(r), cols, X, w.KernelScaleRow(r, Scales)),
-                    DType.Q4 => Q4RowV256(w.RowPointer(r), cols, X, w.KernelScaleRow(r, Scales)),
-                    _ => Bf16RowV256((ushort*)w.RowPointer(r), cols, X),
+                    DType.F8E4M3 => Fp8Row<TVec, TW>(w.RowPointer(r), cols, w.BlockCols, XPrescaled, w.KernelScaleRow(r, Scales)),
+                    DType.I8 => Q8TailScalar((sbyte*)w.RowPointer(r), 0, cols, X, w.KernelScaleRow(r, Scales)),
+                    DType.Q4 => Q4TailScalar(w.RowPointer(r), 0, cols, X, w.KernelScaleRow(r, Scales)),
+                    _ => Bf16Row<TVec, TW>((ushort*)w.RowPointer(r), cols, X),
                 };
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void ExecuteInteger<TVec, TCodes, TW>(WeightMatrix w, int rowStart, int rowEnd)
+            where TVec : struct where TCodes : struct where TW : struct, ISimd<TVec>, IInt8Dot<TVec, TCodes>
+        {
+            int groups = w.ScaleCols;
+            for (int t = 0; t < N; t++)
+            {
+                sbyte* xq = XCodes + (long)t * groups * Group;
+                float* xd = XScales + t * groups;
+                float* yt = Y + (long)t * w.Rows;
+                int r = rowStart;
+                for (; r + RowGroup <= rowEnd; r += RowGroup)
+                {
+                    if (w.DType == DType.I8)
+                    {
+                        Q8IntRows4<TVec, TCodes, TW>(w, r, xq, xd, Scales, yt + r);
+                    }
+                    else
+                    {
+                        Q4IntRows4<TVec, TCodes, TW>(w, r, xq, xd, Scales, yt + r);
+                    }
+                }
+                for (; r < rowEnd; r++)
+                {
+                    yt[r] = IntRowScalar(w, r, xq, xd, Scales);
+                }
+            }
+        }
 
-        private void ExecuteGeneric(WeightMatrix w, int rowStart, int rowEnd)
+        private void ExecuteIntegerScalar(WeightMatrix w, int rowStart, int rowEnd)
+        {
+            int groups = w.ScaleCols;
+            for (int t = 0; t < N; t++)
+            {
+                for (int r = rowStart; r < rowEnd; r++)
+                {
+                    Y[(long)t * w.Rows + r] = IntRowScalar(w, r, XCodes + (long)t * groups * Group, XScales + t * groups, Scales);
+                }
+            }
+        }
+
+        /// <summary>Rows as float: F32 in place, the rest dequantized into the thread's buffer.</summary>
+        private float* FloatRows(WeightMatrix w, int rowStart, int rowCount, KernelIsa isa)
+        {
+            if (w.DType == DType.F32)
+            {
+                return (float*)w.RowPointer(rowStart);
+            }
+            float* rows = Scratch(rowCount * w.Cols);
+            for (int i = 0; i < rowCount; i++)
+            {
+                w.DequantizeRowUnchecked(rowStart + i, rows + (long)i * w.Cols, isa);
+            }
+            return rows;
+        }
+
+        private void ExecuteScalar(WeightMatrix w, int rowStart, int rowEnd)
+        {
+            int cols = w.Cols, rowCount = rowEnd - rowStart;
+            float* rows = FloatRows(w, rowStart, rowCount, KernelIsa.Scalar);
+            for (int t = 0; t < N; t++)
+            {
+                for (int i = 0; i < rowCount; i++)
+                {
+                    Y[(long)t * w.Rows + rowStart + i] = VectorMath.DotScalar(rows + (long)i * cols, X + (long)t * cols, cols);
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void ExecuteGeneric<TVec, TW>(WeightMatrix w, int rowStart, int rowEnd) where TVec : struct where TW : struct, ISimd<TVec>
         {
             int cols = w.Cols;
             int rowCount = rowEnd - rowStart;
-            float* rows;
-            if (w.DType == DType.F32)
-            {
-                rows = (float*)w.RowPointer(rowStart);
-            }
-            else
-            {
-                rows = Scratch(rowCount * cols);
-                for (int i = 0; i < rowCount; i++)
-                {
-                    w.DequantizeRowUnchecked(rowStart + i, rows + (long)i * cols);
-                }
-            }
+            float* rows = FloatRows(w, rowStart, rowCount, Isa);
             int outStride = w.Rows;
-            for (int t = 0; t < N; t += Isa == KernelIsa.Vector512 && t + 4 <= N ? 4 : Isa == KernelIsa.Vector256 && t + 2 <= N ? 2 : 1)
+            // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 2 tokens with 16.
+            int tile = TW.WideRegisterFile ? 4 : 2;
+            int t = 0;
+            for (; t + tile <= N; t += tile)
             {
                 float* xt = X + (long)t * cols;
                 float* yt = Y + (long)t * outStride + rowStart;
                 int i = 0;
-                if (Isa == KernelIsa.Vector256 && t + 2 <= N)
+                for (; i + 4 <= rowCount; i += 4)
                 {
-                    // Two tokens against four rows: 8 accumulators (AVX2 has 16 registers).
-                    for (; i + 4 <= rowCount; i += 4)
+                    if (TW.WideRegisterFile)
                     {
-                        Dot4x2V256(rows + (long)i * cols, cols, xt, yt + i, outStride);
+                        Dot4x4<TVec, TW>(rows + (long)i * cols, cols, xt, yt + i, outStride);
                     }
-                    for (; i < rowCount; i++)
+                    else
                     {
-                        yt[i] = VectorMath.Dot(rows + (long)i * cols, xt, cols);
-                        yt[outStride + i] = VectorMath.Dot(rows + (long)i * cols, xt + cols, cols);
-                    }
-                    continue;
-                }
-                if (Isa == KernelIsa.Vector512)
-                {
-                    if (t + 4 <= N)
-                    {
-                        // Four tokens at once against four rows: 16 accumulators, half the loads per FMA.
-                        for (; i + 4 <= rowCount; i += 4)
-                        {
-                            Dot4x4V512(rows + (long)i * cols, cols, xt, yt + i, outStride);
-                        }
-                        for (; i < rowCount; i++)
-                        {
-                            for (int u = 0; u < 4; u++)
-                            {
-                                yt[(long)u * outStride + i] = VectorMath.Dot(rows + (long)i * cols, xt + (long)u * cols, cols);
-                            }
-                        }
-                        continue;
-                    }
-                    for (; i + 4 <= rowCount; i += 4)
-                    {
-                        Dot4V512(rows + (long)i * cols, cols, xt, yt + i);
+                        Dot4x2<TVec, TW>(rows + (long)i * cols, cols, xt, yt + i, outStride);
                     }
                 }
                 for (; i < rowCount; i++)
                 {
-                    yt[i] = Isa == KernelIsa.Scalar ? DotScalar(rows + (long)i * cols, xt, cols) : VectorMath.Dot(rows + (long)i * cols, xt, cols);
+                    for (int u = 0; u < tile; u++)
+                    {
+                        yt[(long)u * outStride + i] = VectorMath.Dot<TVec, TW>(rows + (long)i * cols, xt + (long)u * cols, cols);
+                    }
+                }
+            }
+            for (; t < N; t++)
+            {
+                float* xt = X + (long)t * cols;
+                float* yt = Y + (long)t * outStride + rowStart;
+                int i = 0;
+                for (; i + 4 <= rowCount; i += 4)
+                {
+                    Dot4<TVec, TW>(rows + (long)i * cols, cols, xt, yt + i);
+                }
+                for (; i < rowCount; i++)
+                {
+                    yt[i] = VectorMath.Dot<TVec, TW>(rows + (long)i * cols, xt, cols);
                 }
             }
         }
@@ -288,68 +413,60 @@ public static unsafe class MatMul
             {
                 NativeMemory.AlignedFree(buffer);
             }
-            buffer = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
+            buffer = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(length, 1) * sizeof(float), 64);
             capacity = length;
         }
         return buffer;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>One FP8 code as decode(b) · 2^-120, NaN for 0x7F / 0xFF (the vector decoders' value).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DecodeFp8Scalar(byte b) =>
+        (b & 0x7F) == 0x7F ? float.NaN : BitConverter.Int32BitsToSingle(((sbyte)b << 20) & SimdConstants.Fp8Mask);
 
-    private static float DotScalar(float* a, float* b, int n)
+    /// <summary>Prefetches the next row group (which follows these four rows in memory) one line per 64 bytes consumed, page boundaries included.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchNext(byte* next)
     {
-        float sum = 0;
-        for (int i = 0; i < n; i++)
+        if (Sse.IsSupported)
         {
-            sum += a[i] * b[i];
+            Sse.Prefetch0(next);
         }
-        return sum;
     }
-
-    /// <summary>16 FP8 codes as floats of value decode(b) · 2^-120 (see the class summary).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> DecodeFp8V512(byte* p) =>
-        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)p)), 20) & Vector512.Create(Fp8Mask)).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> DecodeFp8V256(byte* p) =>
-        (Vector256.ShiftLeft(Avx2.ConvertToVector256Int32((sbyte*)p), 20) & Vector256.Create(Fp8Mask)).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float DecodeFp8Scalar(byte b) => BitConverter.Int32BitsToSingle(((sbyte)b << 20) & Fp8Mask);
 
     /// <summary>Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4V512(WeightMatrix w, int r, float* xs, float* scales, float* y)
+    private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
     {
-        int cols = w.Cols, blockCols = w.BlockCols;
+        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count;
         byte* p0 = w.RowPointer(r);
         byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
         float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
         float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
         float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
-            var b0 = Vector512<float>.Zero;
-            var b1 = Vector512<float>.Zero;
-            var b2 = Vector512<float>.Zero;
-            var b3 = Vector512<float>.Zero;
+            var b0 = TW.Zero;
+            var b1 = TW.Zero;
+            var b2 = TW.Zero;
+            var b3 = TW.Zero;
             int c = start;
-            for (; c + 16 <= end; c += 16)
+            for (; c + lanes <= end; c += lanes)
             {
-                // The next row group follows these four rows in memory (4 · cols bytes): fetch one line
-                // of it per 64 bytes consumed, so it is in cache when we get there, page boundaries included.
-                Sse.Prefetch0(p0 + 4 * cols + 4 * c);
-                var xv = Vector512.Load(xs + c);
-                b0 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p0 + c), xv, b0);
-                b1 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p1 + c), xv, b1);
-                b2 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p2 + c), xv, b2);
-                b3 = Vector512.FusedMultiplyAdd(DecodeFp8V512(p3 + c), xv, b3);
+                if (lanes >= 8)
+                {
+                    PrefetchNext(p0 + 4 * cols + 4 * c);
+                }
+                var xv = TW.Load(xs + c);
+                b0 = TW.Fma(TW.Fp8(p0 + c), xv, b0);
+                b1 = TW.Fma(TW.Fp8(p1 + c), xv, b1);
+                b2 = TW.Fma(TW.Fp8(p2 + c), xv, b2);
+                b3 = TW.Fma(TW.Fp8(p3 + c), xv, b3);
             }
             if (c < end)
             {
@@ -367,157 +484,28 @@ public static unsafe class MatMul
                 tail2 += t2 * s2[b];
                 tail3 += t3 * s3[b];
             }
-            acc0 = Vector512.FusedMultiplyAdd(b0, Vector512.Create(s0[b]), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(b1, Vector512.Create(s1[b]), acc1);
-            acc2 = Vector512.FusedMultiplyAdd(b2, Vector512.Create(s2[b]), acc2);
-            acc3 = Vector512.FusedMultiplyAdd(b3, Vector512.Create(s3[b]), acc3);
+            acc0 = TW.Fma(b0, TW.Splat(s0[b]), acc0);
+            acc1 = TW.Fma(b1, TW.Splat(s1[b]), acc1);
+            acc2 = TW.Fma(b2, TW.Splat(s2[b]), acc2);
+            acc3 = TW.Fma(b3, TW.Splat(s3[b]), acc3);
         }
-        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
+        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
     }
 
-    /// <summary>Four FP8 rows r..r+3 against the prescaled x with Vector256 (AVX2): y[0..3].</summary>
+    /// <summary>One FP8 row against the prescaled x (scalar tails).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4V256(WeightMatrix w, int r, float* xs, float* scales, float* y)
+    private static float Fp8Row<TVec, TW>(byte* p, int cols, int blockCols, float* xs, float* s) where TVec : struct where TW : struct, ISimd<TVec>
     {
-        int cols = w.Cols, blockCols = w.BlockCols;
-        byte* p0 = w.RowPointer(r);
-        byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
-        float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
-        float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        var acc2 = Vector256<float>.Zero;
-        var acc3 = Vector256<float>.Zero;
-        float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
-        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
-        {
-            int end = Math.Min(start + blockCols, cols);
-            var b0 = Vector256<float>.Zero;
-            var b1 = Vector256<float>.Zero;
-            var b2 = Vector256<float>.Zero;
-            var b3 = Vector256<float>.Zero;
-            int c = start;
-            for (; c + 8 <= end; c += 8)
-            {
-                var xv = Vector256.Load(xs + c);
-                b0 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p0 + c), xv, b0);
-                b1 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p1 + c), xv, b1);
-                b2 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p2 + c), xv, b2);
-                b3 = Vector256.FusedMultiplyAdd(DecodeFp8V256(p3 + c), xv, b3);
-            }
-            if (c < end)
-            {
-                float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-                for (; c < end; c++)
-                {
-                    float xc = xs[c];
-                    t0 += DecodeFp8Scalar(p0[c]) * xc;
-                    t1 += DecodeFp8Scalar(p1[c]) * xc;
-                    t2 += DecodeFp8Scalar(p2[c]) * xc;
-                    t3 += DecodeFp8Scalar(p3[c]) * xc;
-                }
-                tail0 += t0 * s0[b];
-                tail1 += t1 * s1[b];
-                tail2 += t2 * s2[b];
-                tail3 += t3 * s3[b];
-            }
-            acc0 = Vector256.FusedMultiplyAdd(b0, Vector256.Create(s0[b]), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(b1, Vector256.Create(s1[b]), acc1);
-            acc2 = Vector256.FusedMultiplyAdd(b2, Vector256.Create(s2[b]), acc2);
-            acc3 = Vector256.FusedMultiplyAdd(b3, Vector256.Create(s3[b]), acc3);
-        }
-        y[0] = Vector256.Sum(acc0) + tail0;
-        y[1] = Vector256.Sum(acc1) + tail1;
-        y[2] = Vector256.Sum(acc2) + tail2;
-        y[3] = Vector256.Sum(acc3) + tail3;
-    }
-
-    /// <summary>Four BF16 rows against x with Vector256 (AVX2): y[0..3].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bf16Rows4V256(ushort* p0, int cols, float* x, float* y)
-    {
-        ushort* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        var acc2 = Vector256<float>.Zero;
-        var acc3 = Vector256<float>.Zero;
-        int c = 0;
-        for (; c + 8 <= cols; c += 8)
-        {
-            var xv = Vector256.Load(x + c);
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p0 + c)), 16).AsSingle(), xv, acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p1 + c)), 16).AsSingle(), xv, acc1);
-            acc2 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p2 + c)), 16).AsSingle(), xv, acc2);
-            acc3 = Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p3 + c)), 16).AsSingle(), xv, acc3);
-        }
-        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-        for (; c < cols; c++)
-        {
-            float xc = x[c];
-            t0 += Bf16Scalar(p0[c]) * xc;
-            t1 += Bf16Scalar(p1[c]) * xc;
-            t2 += Bf16Scalar(p2[c]) * xc;
-            t3 += Bf16Scalar(p3[c]) * xc;
-        }
-        y[0] = Vector256.Sum(acc0) + t0;
-        y[1] = Vector256.Sum(acc1) + t1;
-        y[2] = Vector256.Sum(acc2) + t2;
-        y[3] = Vector256.Sum(acc3) + t3;
-    }
-
-    /// <summary>Four float rows (stride cols) against two tokens x[0], x[1] (stride cols) with Vector256: y[u · yStride + 0..3].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4x2V256(float* r0, int cols, float* x0, float* y, int yStride)
-    {
-        float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
-        float* x1 = x0 + cols;
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        int c = 0;
-        for (; c + 8 <= cols; c += 8)
-        {
-            var w0 = Vector256.Load(r0 + c);
-            var w1 = Vector256.Load(r1 + c);
-            var w2 = Vector256.Load(r2 + c);
-            var w3 = Vector256.Load(r3 + c);
-            var v = Vector256.Load(x0 + c);
-            a00 = Vector256.FusedMultiplyAdd(w0, v, a00); a01 = Vector256.FusedMultiplyAdd(w1, v, a01);
-            a02 = Vector256.FusedMultiplyAdd(w2, v, a02); a03 = Vector256.FusedMultiplyAdd(w3, v, a03);
-            v = Vector256.Load(x1 + c);
-            a10 = Vector256.FusedMultiplyAdd(w0, v, a10); a11 = Vector256.FusedMultiplyAdd(w1, v, a11);
-            a12 = Vector256.FusedMultiplyAdd(w2, v, a12); a13 = Vector256.FusedMultiplyAdd(w3, v, a13);
-        }
-        float* o0 = y, o1 = y + yStride;
-        o0[0] = Vector256.Sum(a00); o0[1] = Vector256.Sum(a01); o0[2] = Vector256.Sum(a02); o0[3] = Vector256.Sum(a03);
-        o1[0] = Vector256.Sum(a10); o1[1] = Vector256.Sum(a11); o1[2] = Vector256.Sum(a12); o1[3] = Vector256.Sum(a13);
-        for (; c < cols; c++)
-        {
-            for (int u = 0; u < 2; u++)
-            {
-                float xv = x0[(long)u * cols + c];
-                float* o = y + (long)u * yStride;
-                o[0] += r0[c] * xv;
-                o[1] += r1[c] * xv;
-                o[2] += r2[c] * xv;
-                o[3] += r3[c] * xv;
-            }
-        }
-    }
-
-    /// <summary>One FP8 row against the prescaled x (Vector256, scalar tails).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Fp8RowV256(byte* p, int cols, int blockCols, float* xs, float* s)
-    {
-        var acc = Vector256<float>.Zero;
+        var acc = TW.Zero;
         float tail = 0;
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
-            var blockAcc = Vector256<float>.Zero;
+            var blockAcc = TW.Zero;
             int c = start;
-            for (; c + 8 <= end; c += 8)
+            for (; c + TW.Count <= end; c += TW.Count)
             {
-                blockAcc = Vector256.FusedMultiplyAdd(DecodeFp8V256(p + c), Vector256.Load(xs + c), blockAcc);
+                blockAcc = TW.Fma(TW.Fp8(p + c), TW.Load(xs + c), blockAcc);
             }
             float t = 0;
             for (; c < end; c++)
@@ -525,23 +513,23 @@ public static unsafe class MatMul
                 t += DecodeFp8Scalar(p[c]) * xs[c];
             }
             tail += t * s[b];
-            acc = Vector256.FusedMultiplyAdd(blockAcc, Vector256.Create(s[b]), acc);
+            acc = TW.Fma(blockAcc, TW.Splat(s[b]), acc);
         }
-        return Vector256.Sum(acc) + tail;
+        return TW.Sum(acc) + tail;
     }
 
     /// <summary>One FP8 row against n (≤ 8) prescaled token vectors x [n, cols]: y[t, r] for every t.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8RowTokensV512(WeightMatrix w, int r, int n, float* xs, float* s, float* y)
+    private static void Fp8RowTokens<TVec, TW>(WeightMatrix w, int r, int n, float* xs, float* s, float* y) where TVec : unmanaged where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, rows = w.Rows;
         byte* p = w.RowPointer(r);
-        Vector512<float>* block = stackalloc Vector512<float>[MaxFusedTokens];
-        Vector512<float>* total = stackalloc Vector512<float>[MaxFusedTokens];
+        TVec* block = stackalloc TVec[MaxFusedTokens];
+        TVec* total = stackalloc TVec[MaxFusedTokens];
         float* tail = stackalloc float[MaxFusedTokens];
         for (int t = 0; t < n; t++)
         {
-            total[t] = Vector512<float>.Zero;
+            total[t] = TW.Zero;
             tail[t] = 0;
         }
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
@@ -549,22 +537,22 @@ public static unsafe class MatMul
             int end = Math.Min(start + blockCols, cols);
             for (int t = 0; t < n; t++)
             {
-                block[t] = Vector512<float>.Zero;
+                block[t] = TW.Zero;
             }
             int c = start;
-            for (; c + 16 <= end; c += 16)
+            for (; c + TW.Count <= end; c += TW.Count)
             {
-                Sse.Prefetch0(p + cols + c); // the next row
-                var wv = DecodeFp8V512(p + c);
+                PrefetchNext(p + cols + c); // the next row
+                var wv = TW.Fp8(p + c);
                 for (int t = 0; t < n; t++)
                 {
-                    block[t] = Vector512.FusedMultiplyAdd(wv, Vector512.Load(xs + (long)t * cols + c), block[t]);
+                    block[t] = TW.Fma(wv, TW.Load(xs + (long)t * cols + c), block[t]);
                 }
             }
-            var scale = Vector512.Create(s[b]);
+            var scale = TW.Splat(s[b]);
             for (int t = 0; t < n; t++)
             {
-                total[t] = Vector512.FusedMultiplyAdd(block[t], scale, total[t]);
+                total[t] = TW.Fma(block[t], scale, total[t]);
             }
             for (; c < end; c++)
             {
@@ -577,207 +565,29 @@ public static unsafe class MatMul
         }
         for (int t = 0; t < n; t++)
         {
-            y[(long)t * rows + r] = Vector512.Sum(total[t]) + tail[t];
+            y[(long)t * rows + r] = TW.Sum(total[t]) + tail[t];
         }
-    }
-
-    private const int Group = WeightMatrix.GroupSize;
-
-    /// <summary>16 Q8_0 codes as floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Q8V512(sbyte* p) =>
-        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
-
-    /// <summary>Four Q8_0 rows r..r+3 against x: y[0..3]. Per group of 32: two 16-wide products per row, then one scale.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q8Rows4V512(WeightMatrix w, int r, float* x, float* scales, float* y)
-    {
-        int cols = w.Cols, groups = w.ScaleCols;
-        sbyte* p0 = (sbyte*)w.RowPointer(r);
-        sbyte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
-        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
-        int g = 0, c = 0;
-        for (; c + Group <= cols; g++, c += Group)
-        {
-            Sse.Prefetch0(p0 + 4 * cols + 4 * c);
-            Sse.Prefetch0(p0 + 4 * cols + 4 * c + 64);
-            var xa = Vector512.Load(x + c);
-            var xb = Vector512.Load(x + c + 16);
-            var g0 = Vector512.FusedMultiplyAdd(Q8V512(p0 + c + 16), xb, Q8V512(p0 + c) * xa);
-            var g1 = Vector512.FusedMultiplyAdd(Q8V512(p1 + c + 16), xb, Q8V512(p1 + c) * xa);
-            var g2 = Vector512.FusedMultiplyAdd(Q8V512(p2 + c + 16), xb, Q8V512(p2 + c) * xa);
-            var g3 = Vector512.FusedMultiplyAdd(Q8V512(p3 + c + 16), xb, Q8V512(p3 + c) * xa);
-            acc0 = Vector512.FusedMultiplyAdd(g0, Vector512.Create(s0[g]), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(g1, Vector512.Create(s1[g]), acc1);
-            acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
-            acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
-        }
-        VectorMath.Sum4(acc0, acc1, acc2, acc3).Store(y);
-        if (c < cols)
-        {
-            // The ragged last group (g < groups here).
-            float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-            for (; c < cols; c++)
-            {
-                float xc = x[c];
-                t0 += p0[c] * xc;
-                t1 += p1[c] * xc;
-                t2 += p2[c] * xc;
-                t3 += p3[c] * xc;
-            }
-            y[0] += t0 * s0[g];
-            y[1] += t1 * s1[g];
-            y[2] += t2 * s2[g];
-            y[3] += t3 * s3[g];
-        }
-    }
-
-    /// <summary>One Q8_0 row against x (Vector256, scalar tail).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q8RowV256(sbyte* p, int cols, float* x, float* s)
-    {
-        var acc = Vector256<float>.Zero;
-        int g = 0, c = 0;
-        for (; c + Group <= cols; g++, c += Group)
-        {
-            var sum = Vector256<float>.Zero;
-            for (int k = 0; k < Group; k += 8)
-            {
-                var wv = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p + c + k));
-                sum = Vector256.FusedMultiplyAdd(wv, Vector256.Load(x + c + k), sum);
-            }
-            acc = Vector256.FusedMultiplyAdd(sum, Vector256.Create(s[g]), acc);
-        }
-        float result = Vector256.Sum(acc);
-        if (c < cols)
-        {
-            float tail = 0;
-            for (; c < cols; c++)
-            {
-                tail += p[c] * x[c];
-            }
-            result += tail * s[g];
-        }
-        return result;
-    }
-
-    /// <summary>
-    /// The 32 weights of one Q4_0 group (16 bytes) as q - 8: its bytes widen to 16 int32 lanes, the low
-    /// nibbles are codes 0..15 of the group and the high nibbles codes 16..31. vpermps picks lane
-    /// (index &amp; 15) of a table holding -8..7, so the low nibble needs no mask and neither a conversion.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void DecodeQ4GroupV512(byte* group, Vector512<float> table, out Vector512<float> low, out Vector512<float> high)
-    {
-        var codes = Avx512F.ConvertToVector512Int32(Vector128.Load(group));
-        low = Avx512F.PermuteVar16x32(table, codes);
-        high = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(codes, 4));
-    }
-
-    /// <summary>The table of <see cref="DecodeQ4GroupV512"/>: lane q holds q - 8.</summary>
-    internal static Vector512<float> Q4TableV512 => Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
-
-    /// <summary>Four Q4_0 rows r..r+3 against x: y[0..3], one group of 32 weights per row at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4Rows4V512(WeightMatrix w, int r, float* x, float* scales, float* y)
-    {
-        int cols = w.Cols, groups = w.ScaleCols;
-        long stride = w.RowStrideBytes;
-        byte* p0 = w.RowPointer(r);
-        byte* p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
-        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
-        var table = Q4TableV512;
-        int g = 0;
-        for (; (g + 1) * Group <= cols; g++)
-        {
-            int c = g * Group;
-            Sse.Prefetch0(p0 + 4 * stride + 64 * g);
-            var xa = Vector512.Load(x + c);
-            var xb = Vector512.Load(x + c + 16);
-            DecodeQ4GroupV512(p0 + 16 * g, table, out var l0, out var h0);
-            DecodeQ4GroupV512(p1 + 16 * g, table, out var l1, out var h1);
-            DecodeQ4GroupV512(p2 + 16 * g, table, out var l2, out var h2);
-            DecodeQ4GroupV512(p3 + 16 * g, table, out var l3, out var h3);
-            var g0 = Vector512.FusedMultiplyAdd(h0, xb, l0 * xa);
-            var g1 = Vector512.FusedMultiplyAdd(h1, xb, l1 * xa);
-            var g2 = Vector512.FusedMultiplyAdd(h2, xb, l2 * xa);
-            var g3 = Vector512.FusedMultiplyAdd(h3, xb, l3 * xa);
-            acc0 = Vector512.FusedMultiplyAdd(g0, Vector512.Create(s0[g]), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(g1, Vector512.Create(s1[g]), acc1);
-            acc2 = Vector512.FusedMultiplyAdd(g2, Vector512.Create(s2[g]), acc2);
-            acc3 = Vector512.FusedMultiplyAdd(g3, Vector512.Create(s3[g]), acc3);
-        }
-        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(Q4TailScalar(p0, g, cols, x, s0), Q4TailScalar(p1, g, cols, x, s1),
-            Q4TailScalar(p2, g, cols, x, s2), Q4TailScalar(p3, g, cols, x, s3))).Store(y);
-    }
-
-    /// <summary>One Q4_0 row against x (Vector256): 8 bytes give codes j..j+7 (low nibbles) and j+16..j+23 (high).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Q4RowV256(byte* p, int cols, float* x, float* s)
-    {
-        var acc = Vector256<float>.Zero;
-        var low = Vector256.Create(15);
-        var eight = Vector256.Create(8f);
-        int g = 0;
-        for (; (g + 1) * Group <= cols; g++)
-        {
-            var sum = Vector256<float>.Zero;
-            for (int j = 0; j < Group / 2; j += 8)
-            {
-                var v = Avx2.ConvertToVector256Int32(p + 16 * g + j);
-                var xa = Vector256.Load(x + g * Group + j);
-                var xb = Vector256.Load(x + g * Group + j + 16);
-                sum = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(v & low), xa, sum);
-                sum = Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(Vector256.ShiftRightLogical(v, 4)), xb, sum);
-                sum -= (xa + xb) * eight;
-            }
-            acc = Vector256.FusedMultiplyAdd(sum, Vector256.Create(s[g]), acc);
-        }
-        return Vector256.Sum(acc) + Q4TailScalar(p, g, cols, x, s);
-    }
-
-    /// <summary>The ragged last group of a Q4_0 row (fewer than 32 columns from group <paramref name="g"/>), if any.</summary>
-    private static float Q4TailScalar(byte* p, int g, int cols, float* x, float* s)
-    {
-        if (g * Group >= cols)
-        {
-            return 0;
-        }
-        float sum = 0;
-        for (int c = g * Group; c < cols; c++)
-        {
-            sum += WeightMatrix.Q4Value(p, c) * x[c];
-        }
-        return sum * s[g];
     }
 
     /// <summary>One BF16 row against n (≤ 8) token vectors x [n, cols]: y[t, r] for every t.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bf16RowTokensV512(WeightMatrix w, int r, int n, float* x, float* y)
+    private static void Bf16RowTokens<TVec, TW>(WeightMatrix w, int r, int n, float* x, float* y) where TVec : unmanaged where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, rows = w.Rows;
         ushort* p = (ushort*)w.RowPointer(r);
-        Vector512<float>* acc = stackalloc Vector512<float>[MaxFusedTokens];
+        TVec* acc = stackalloc TVec[MaxFusedTokens];
         for (int t = 0; t < n; t++)
         {
-            acc[t] = Vector512<float>.Zero;
+            acc[t] = TW.Zero;
         }
         int c = 0;
-        for (; c + 16 <= cols; c += 16)
+        for (; c + TW.Count <= cols; c += TW.Count)
         {
-            Sse.Prefetch0(p + cols + c); // the next row
-            var wv = Bf16V512(p + c);
+            PrefetchNext((byte*)(p + cols + c)); // the next row
+            var wv = TW.Bf16(p + c);
             for (int t = 0; t < n; t++)
             {
-                acc[t] = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x + (long)t * cols + c), acc[t]);
+                acc[t] = TW.Fma(wv, TW.Load(x + (long)t * cols + c), acc[t]);
             }
         }
         for (int t = 0; t < n; t++)
@@ -787,30 +597,253 @@ public static unsafe class MatMul
             {
                 tailSum += Bf16Scalar(p[k]) * x[(long)t * cols + k];
             }
-            y[(long)t * rows + r] = Vector512.Sum(acc[t]) + tailSum;
+            y[(long)t * rows + r] = TW.Sum(acc[t]) + tailSum;
         }
     }
 
+    /// <summary>Four Q8_0 rows r..r+3 against float x: y[0..3]. Per group of 32: 32 / lanes products per row, then one scale.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q8Rows4<TVec, TW>(WeightMatrix w, int r, float* x, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int cols = w.Cols, groups = w.ScaleCols, lanes = TW.Count;
+        sbyte* p0 = (sbyte*)w.RowPointer(r);
+        sbyte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
+        int g = 0, c = 0;
+        for (; c + Group <= cols; g++, c += Group)
+        {
+            PrefetchNext((byte*)p0 + 4 * cols + 4 * c);
+            PrefetchNext((byte*)p0 + 4 * cols + 4 * c + 64);
+            var xa = TW.Load(x + c);
+            var g0 = TW.Multiply(TW.Q8(p0 + c), xa);
+            var g1 = TW.Multiply(TW.Q8(p1 + c), xa);
+            var g2 = TW.Multiply(TW.Q8(p2 + c), xa);
+            var g3 = TW.Multiply(TW.Q8(p3 + c), xa);
+            for (int k = lanes; k < Group; k += lanes)
+            {
+                var xk = TW.Load(x + c + k);
+                g0 = TW.Fma(TW.Q8(p0 + c + k), xk, g0);
+                g1 = TW.Fma(TW.Q8(p1 + c + k), xk, g1);
+                g2 = TW.Fma(TW.Q8(p2 + c + k), xk, g2);
+                g3 = TW.Fma(TW.Q8(p3 + c + k), xk, g3);
+            }
+            acc0 = TW.Fma(g0, TW.Splat(s0[g]), acc0);
+            acc1 = TW.Fma(g1, TW.Splat(s1[g]), acc1);
+            acc2 = TW.Fma(g2, TW.Splat(s2[g]), acc2);
+            acc3 = TW.Fma(g3, TW.Splat(s3[g]), acc3);
+        }
+        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(Q8TailScalar(p0, g, cols, x, s0), Q8TailScalar(p1, g, cols, x, s1),
+            Q8TailScalar(p2, g, cols, x, s2), Q8TailScalar(p3, g, cols, x, s3))).Store(y);
+    }
 
-    private static void Bf16Rows4V512(ushort* p0, int cols, float* x, float* y)
+    /// <summary>The groups of a Q8_0 row from group <paramref name="g"/> on (the ragged last one, or all of them), against float x.</summary>
+    private static float Q8TailScalar(sbyte* p, int g, int cols, float* x, float* s)
+    {
+        float sum = 0;
+        for (int c = g * Group; c < cols; g++)
+        {
+            float groupSum = 0;
+            for (int end = Math.Min(c + Group, cols); c < end; c++)
+            {
+                groupSum += p[c] * x[c];
+            }
+            sum += groupSum * s[g];
+        }
+        return sum;
+    }
+
+    /// <summary>Four Q4_0 rows r..r+3 against float x: y[0..3], one group of 32 weights per row at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4Rows4<TVec, TW>(WeightMatrix w, int r, float* x, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int cols = w.Cols, groups = w.ScaleCols, lanes = TW.Count;
+        long stride = w.RowStrideBytes;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
+        int g = 0;
+        for (; (g + 1) * Group <= cols; g++)
+        {
+            int c = g * Group;
+            PrefetchNext(p0 + 4 * stride + 64 * g);
+            // Bytes j.. hold codes j.. (low nibbles) and j + 16.. (high): the first lanes' products start the sums.
+            var xa = TW.Load(x + c);
+            var xb = TW.Load(x + c + Group / 2);
+            TW.Q4(p0 + 16 * g, out var l0, out var h0);
+            TW.Q4(p1 + 16 * g, out var l1, out var h1);
+            TW.Q4(p2 + 16 * g, out var l2, out var h2);
+            TW.Q4(p3 + 16 * g, out var l3, out var h3);
+            var g0 = TW.Fma(h0, xb, TW.Multiply(l0, xa));
+            var g1 = TW.Fma(h1, xb, TW.Multiply(l1, xa));
+            var g2 = TW.Fma(h2, xb, TW.Multiply(l2, xa));
+            var g3 = TW.Fma(h3, xb, TW.Multiply(l3, xa));
+            for (int j = lanes; j < Group / 2; j += lanes)
+            {
+                xa = TW.Load(x + c + j);
+                xb = TW.Load(x + c + j + Group / 2);
+                TW.Q4(p0 + 16 * g + j, out l0, out h0);
+                TW.Q4(p1 + 16 * g + j, out l1, out h1);
+                TW.Q4(p2 + 16 * g + j, out l2, out h2);
+                TW.Q4(p3 + 16 * g + j, out l3, out h3);
+                g0 = TW.Fma(h0, xb, TW.Fma(l0, xa, g0));
+                g1 = TW.Fma(h1, xb, TW.Fma(l1, xa, g1));
+                g2 = TW.Fma(h2, xb, TW.Fma(l2, xa, g2));
+                g3 = TW.Fma(h3, xb, TW.Fma(l3, xa, g3));
+            }
+            acc0 = TW.Fma(g0, TW.Splat(s0[g]), acc0);
+            acc1 = TW.Fma(g1, TW.Splat(s1[g]), acc1);
+            acc2 = TW.Fma(g2, TW.Splat(s2[g]), acc2);
+            acc3 = TW.Fma(g3, TW.Splat(s3[g]), acc3);
+        }
+        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(Q4TailScalar(p0, g, cols, x, s0), Q4TailScalar(p1, g, cols, x, s1),
+            Q4TailScalar(p2, g, cols, x, s2), Q4TailScalar(p3, g, cols, x, s3))).Store(y);
+    }
+
+    /// <summary>The groups of a Q4_0 row from group <paramref name="g"/> on, against float x.</summary>
+    private static float Q4TailScalar(byte* p, int g, int cols, float* x, float* s)
+    {
+        float sum = 0;
+        for (int c = g * Group; c < cols; g++)
+        {
+            float groupSum = 0;
+            for (int end = Math.Min(c + Group, cols); c < end; c++)
+            {
+                groupSum += WeightMatrix.Q4Value(p, c) * x[c];
+            }
+            sum += groupSum * s[g];
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Four Q8_0 rows against int8 activations: per group, each row's exact integer dot product
+    /// (the activation codes loaded once for the four rows) times d_w · d_x.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q8IntRows4<TVec, TCodes, TW>(WeightMatrix w, int r, sbyte* xq, float* xd, float* scales, float* y)
+        where TVec : struct where TCodes : struct where TW : struct, ISimd<TVec>, IInt8Dot<TVec, TCodes>
+    {
+        int cols = w.Cols, groups = w.ScaleCols, full = cols / Group;
+        sbyte* p0 = (sbyte*)w.RowPointer(r);
+        sbyte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
+        for (int g = 0; g < full; g++)
+        {
+            int c = g * Group;
+            PrefetchNext((byte*)p0 + 4 * cols + 4 * c);
+            PrefetchNext((byte*)p0 + 4 * cols + 4 * c + 64);
+            var xv = TW.LoadQ8(xq + c);
+            float d = xd[g];
+            acc0 = TW.Fma(TW.Dot(TW.LoadQ8(p0 + c), xv), TW.Splat(s0[g] * d), acc0);
+            acc1 = TW.Fma(TW.Dot(TW.LoadQ8(p1 + c), xv), TW.Splat(s1[g] * d), acc1);
+            acc2 = TW.Fma(TW.Dot(TW.LoadQ8(p2 + c), xv), TW.Splat(s2[g] * d), acc2);
+            acc3 = TW.Fma(TW.Dot(TW.LoadQ8(p3 + c), xv), TW.Splat(s3[g] * d), acc3);
+        }
+        var result = TW.Sum4(acc0, acc1, acc2, acc3);
+        if (full < groups)
+        {
+            result += Vector128.Create(Q8IntGroupScalar(p0, full, cols, xq, xd, s0), Q8IntGroupScalar(p1, full, cols, xq, xd, s1),
+                Q8IntGroupScalar(p2, full, cols, xq, xd, s2), Q8IntGroupScalar(p3, full, cols, xq, xd, s3));
+        }
+        result.Store(y);
+    }
+
+    /// <summary>Four Q4_0 rows against int8 activations (every group full: rows are padded to whole groups, x's padding codes are 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4IntRows4<TVec, TCodes, TW>(WeightMatrix w, int r, sbyte* xq, float* xd, float* scales, float* y)
+        where TVec : struct where TCodes : struct where TW : struct, ISimd<TVec>, IInt8Dot<TVec, TCodes>
+    {
+        int groups = w.ScaleCols;
+        long stride = w.RowStrideBytes;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + stride, p2 = p1 + stride, p3 = p2 + stride;
+        float* s0 = w.KernelScaleRow(r, scales), s1 = s0 + groups, s2 = s1 + groups, s3 = s2 + groups;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
+        for (int g = 0; g < groups; g++)
+        {
+            PrefetchNext(p0 + 4 * stride + 64 * g);
+            var xv = TW.LoadQ8(xq + g * Group);
+            float d = xd[g];
+            acc0 = TW.Fma(TW.Dot(TW.LoadQ4(p0 + 16 * g), xv), TW.Splat(s0[g] * d), acc0);
+            acc1 = TW.Fma(TW.Dot(TW.LoadQ4(p1 + 16 * g), xv), TW.Splat(s1[g] * d), acc1);
+            acc2 = TW.Fma(TW.Dot(TW.LoadQ4(p2 + 16 * g), xv), TW.Splat(s2[g] * d), acc2);
+            acc3 = TW.Fma(TW.Dot(TW.LoadQ4(p3 + 16 * g), xv), TW.Splat(s3[g] * d), acc3);
+        }
+        TW.Sum4(acc0, acc1, acc2, acc3).Store(y);
+    }
+
+    /// <summary>Group <paramref name="g"/> of a Q8_0 row against int8 activations, in integers.</summary>
+    private static float Q8IntGroupScalar(sbyte* p, int g, int cols, sbyte* xq, float* xd, float* s)
+    {
+        int sum = 0;
+        for (int c = g * Group, end = Math.Min(c + Group, cols); c < end; c++)
+        {
+            sum += p[c] * xq[c];
+        }
+        return sum * (s[g] * xd[g]);
+    }
+
+    /// <summary>One Q8_0 / Q4_0 row against int8 activations, scalar: Σ_g (Σ w·q exactly) · (d_w · d_x).</summary>
+    private static float IntRowScalar(WeightMatrix w, int r, sbyte* xq, float* xd, float* scales)
+    {
+        byte* p = w.RowPointer(r);
+        float* s = w.KernelScaleRow(r, scales);
+        float sum = 0;
+        for (int g = 0; g < w.ScaleCols; g++)
+        {
+            if (w.DType == DType.I8)
+            {
+                sum += Q8IntGroupScalar((sbyte*)p, g, w.Cols, xq, xd, s);
+                continue;
+            }
+            int dot = 0;
+            for (int c = g * Group, end = Math.Min(c + Group, w.Cols); c < end; c++)
+            {
+                dot += WeightMatrix.Q4Value(p, c) * xq[c];
+            }
+            sum += dot * (s[g] * xd[g]);
+        }
+        return sum;
+    }
+
+    /// <summary>Four BF16 rows against x: y[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Bf16Rows4<TVec, TW>(ushort* p0, int cols, float* x, float* y) where TVec : struct where TW : struct, ISimd<TVec>
     {
         ushort* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
         int c = 0;
-        for (; c + 16 <= cols; c += 16)
+        for (; c + TW.Count <= cols; c += TW.Count)
         {
-            // Fetch the next row group (4 · cols values, two lines per 128 bytes consumed), as for FP8.
-            Sse.Prefetch0(p0 + 4 * cols + 4 * c);
-            Sse.Prefetch0(p0 + 4 * cols + 4 * c + 32);
-            var xv = Vector512.Load(x + c);
-            acc0 = Vector512.FusedMultiplyAdd(Bf16V512(p0 + c), xv, acc0);
-            acc1 = Vector512.FusedMultiplyAdd(Bf16V512(p1 + c), xv, acc1);
-            acc2 = Vector512.FusedMultiplyAdd(Bf16V512(p2 + c), xv, acc2);
-            acc3 = Vector512.FusedMultiplyAdd(Bf16V512(p3 + c), xv, acc3);
+            if (TW.Count == 16)
+            {
+                // Fetch the next row group (4 · cols values, two lines per 128 bytes consumed), as for FP8.
+                PrefetchNext((byte*)(p0 + 4 * cols + 4 * c));
+                PrefetchNext((byte*)(p0 + 4 * cols + 4 * c + 32));
+            }
+            var xv = TW.Load(x + c);
+            acc0 = TW.Fma(TW.Bf16(p0 + c), xv, acc0);
+            acc1 = TW.Fma(TW.Bf16(p1 + c), xv, acc1);
+            acc2 = TW.Fma(TW.Bf16(p2 + c), xv, acc2);
+            acc3 = TW.Fma(TW.Bf16(p3 + c), xv, acc3);
         }
         float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
         for (; c < cols; c++)
@@ -821,73 +854,95 @@ public static unsafe class MatMul
             t2 += Bf16Scalar(p2[c]) * xc;
             t3 += Bf16Scalar(p3[c]) * xc;
         }
-        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(t0, t1, t2, t3)).Store(y);
+        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(t0, t1, t2, t3)).Store(y);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
-    private static float Bf16RowV256(ushort* p, int cols, float* x)
+    private static float Bf16Row<TVec, TW>(ushort* p, int cols, float* x) where TVec : struct where TW : struct, ISimd<TVec>
     {
-        var acc = Vector256<float>.Zero;
+        var acc = TW.Zero;
         int c = 0;
-        for (; c + 8 <= cols; c += 8)
+        for (; c + TW.Count <= cols; c += TW.Count)
         {
-            var w = Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(p + c)), 16).AsSingle();
-            acc = Vector256.FusedMultiplyAdd(w, Vector256.Load(x + c), acc);
+            acc = TW.Fma(TW.Bf16(p + c), TW.Load(x + c), acc);
         }
         float tail = 0;
         for (; c < cols; c++)
         {
             tail += Bf16Scalar(p[c]) * x[c];
         }
-        return Vector256.Sum(acc) + tail;
+        return TW.Sum(acc) + tail;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Bf16V512(ushort* p) =>
-        Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load(p)), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Bf16Scalar(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
-    /// <summary>Four float rows (stride cols) against four tokens x[u] (stride cols): y[u · yStride + 0..3].</summary>
+    /// <summary>Four float rows (stride cols) against four tokens x[u] (stride cols): y[u · yStride + 0..3]. 16 accumulators: 32-register machines.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4x4V512(float* r0, int cols, float* x0, float* y, int yStride)
+    private static void Dot4x4<TVec, TW>(float* r0, int cols, float* x0, float* y, int yStride) where TVec : struct where TW : struct, ISimd<TVec>
     {
         float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
         float* x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
-        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+        TVec a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
+        TVec a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+        TVec a20 = TW.Zero, a21 = TW.Zero, a22 = TW.Zero, a23 = TW.Zero;
+        TVec a30 = TW.Zero, a31 = TW.Zero, a32 = TW.Zero, a33 = TW.Zero;
         int c = 0;
-        for (; c + 16 <= cols; c += 16)
+        for (; c + TW.Count <= cols; c += TW.Count)
         {
-            var w0 = Vector512.Load(r0 + c);
-            var w1 = Vector512.Load(r1 + c);
-            var w2 = Vector512.Load(r2 + c);
-            var w3 = Vector512.Load(r3 + c);
-            var v = Vector512.Load(x0 + c);
-            a00 = Vector512.FusedMultiplyAdd(w0, v, a00); a01 = Vector512.FusedMultiplyAdd(w1, v, a01);
-            a02 = Vector512.FusedMultiplyAdd(w2, v, a02); a03 = Vector512.FusedMultiplyAdd(w3, v, a03);
-            v = Vector512.Load(x1 + c);
-            a10 = Vector512.FusedMultiplyAdd(w0, v, a10); a11 = Vector512.FusedMultiplyAdd(w1, v, a11);
-            a12 = Vector512.FusedMultiplyAdd(w2, v, a12); a13 = Vector512.FusedMultiplyAdd(w3, v, a13);
-            v = Vector512.Load(x2 + c);
-            a20 = Vector512.FusedMultiplyAdd(w0, v, a20); a21 = Vector512.FusedMultiplyAdd(w1, v, a21);
-            a22 = Vector512.FusedMultiplyAdd(w2, v, a22); a23 = Vector512.FusedMultiplyAdd(w3, v, a23);
-            v = Vector512.Load(x3 + c);
-            a30 = Vector512.FusedMultiplyAdd(w0, v, a30); a31 = Vector512.FusedMultiplyAdd(w1, v, a31);
-            a32 = Vector512.FusedMultiplyAdd(w2, v, a32); a33 = Vector512.FusedMultiplyAdd(w3, v, a33);
+            var w0 = TW.Load(r0 + c);
+            var w1 = TW.Load(r1 + c);
+            var w2 = TW.Load(r2 + c);
+            var w3 = TW.Load(r3 + c);
+            var v = TW.Load(x0 + c);
+            a00 = TW.Fma(w0, v, a00); a01 = TW.Fma(w1, v, a01); a02 = TW.Fma(w2, v, a02); a03 = TW.Fma(w3, v, a03);
+            v = TW.Load(x1 + c);
+            a10 = TW.Fma(w0, v, a10); a11 = TW.Fma(w1, v, a11); a12 = TW.Fma(w2, v, a12); a13 = TW.Fma(w3, v, a13);
+            v = TW.Load(x2 + c);
+            a20 = TW.Fma(w0, v, a20); a21 = TW.Fma(w1, v, a21); a22 = TW.Fma(w2, v, a22); a23 = TW.Fma(w3, v, a23);
+            v = TW.Load(x3 + c);
+            a30 = TW.Fma(w0, v, a30); a31 = TW.Fma(w1, v, a31); a32 = TW.Fma(w2, v, a32); a33 = TW.Fma(w3, v, a33);
         }
         float* o0 = y, o1 = y + yStride, o2 = o1 + yStride, o3 = o2 + yStride;
-        VectorMath.Sum4(a00, a01, a02, a03).Store(o0);
-        VectorMath.Sum4(a10, a11, a12, a13).Store(o1);
-        VectorMath.Sum4(a20, a21, a22, a23).Store(o2);
-        VectorMath.Sum4(a30, a31, a32, a33).Store(o3);
+        TW.Sum4(a00, a01, a02, a03).Store(o0);
+        TW.Sum4(a10, a11, a12, a13).Store(o1);
+        TW.Sum4(a20, a21, a22, a23).Store(o2);
+        TW.Sum4(a30, a31, a32, a33).Store(o3);
+        DotTail(r0, cols, x0, y, yStride, c, 4);
+    }
+
+    /// <summary>Four float rows against two tokens: 8 accumulators (16-register machines: AVX2, SSE).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4x2<TVec, TW>(float* r0, int cols, float* x0, float* y, int yStride) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
+        float* x1 = x0 + cols;
+        TVec a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
+        TVec a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+        int c = 0;
+        for (; c + TW.Count <= cols; c += TW.Count)
+        {
+            var w0 = TW.Load(r0 + c);
+            var w1 = TW.Load(r1 + c);
+            var w2 = TW.Load(r2 + c);
+            var w3 = TW.Load(r3 + c);
+            var v = TW.Load(x0 + c);
+            a00 = TW.Fma(w0, v, a00); a01 = TW.Fma(w1, v, a01); a02 = TW.Fma(w2, v, a02); a03 = TW.Fma(w3, v, a03);
+            v = TW.Load(x1 + c);
+            a10 = TW.Fma(w0, v, a10); a11 = TW.Fma(w1, v, a11); a12 = TW.Fma(w2, v, a12); a13 = TW.Fma(w3, v, a13);
+        }
+        TW.Sum4(a00, a01, a02, a03).Store(y);
+        TW.Sum4(a10, a11, a12, a13).Store(y + yStride);
+        DotTail(r0, cols, x0, y, yStride, c, 2);
+    }
+
+    /// <summary>Adds columns c.. of four rows against <paramref name="tokens"/> tokens to y (the tiles' ragged tail).</summary>
+    private static void DotTail(float* r0, int cols, float* x0, float* y, int yStride, int c, int tokens)
+    {
+        float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
         for (; c < cols; c++)
         {
-            for (int u = 0; u < 4; u++)
+            for (int u = 0; u < tokens; u++)
             {
                 float xv = x0[(long)u * cols + c];
                 float* o = y + (long)u * yStride;
@@ -901,21 +956,21 @@ public static unsafe class MatMul
 
     /// <summary>Four float rows (stride cols) against x: y[0..3].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4V512(float* r0, int cols, float* x, float* y)
+    private static void Dot4<TVec, TW>(float* r0, int cols, float* x, float* y) where TVec : struct where TW : struct, ISimd<TVec>
     {
         float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
-        var acc0 = Vector512<float>.Zero;
-        var acc1 = Vector512<float>.Zero;
-        var acc2 = Vector512<float>.Zero;
-        var acc3 = Vector512<float>.Zero;
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
         int c = 0;
-        for (; c + 16 <= cols; c += 16)
+        for (; c + TW.Count <= cols; c += TW.Count)
         {
-            var xv = Vector512.Load(x + c);
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(r0 + c), xv, acc0);
-            acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(r1 + c), xv, acc1);
-            acc2 = Vector512.FusedMultiplyAdd(Vector512.Load(r2 + c), xv, acc2);
-            acc3 = Vector512.FusedMultiplyAdd(Vector512.Load(r3 + c), xv, acc3);
+            var xv = TW.Load(x + c);
+            acc0 = TW.Fma(TW.Load(r0 + c), xv, acc0);
+            acc1 = TW.Fma(TW.Load(r1 + c), xv, acc1);
+            acc2 = TW.Fma(TW.Load(r2 + c), xv, acc2);
+            acc3 = TW.Fma(TW.Load(r3 + c), xv, acc3);
         }
         float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
         for (; c < cols; c++)
@@ -926,6 +981,6 @@ public static unsafe class MatMul
             t2 += r2[c] * xc;
             t3 += r3[c] * xc;
         }
-        (VectorMath.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(t0, t1, t2, t3)).Store(y);
+        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(t0, t1, t2, t3)).Store(y);
     }
 }

@@ -1,0 +1,348 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace MimoSharp.Tensors.Kernels;
+
+/// <summary>
+/// One vector width's operations, so that a kernel body is written once over TVec
+/// (Vector128/256/512 of float) as TensorPrimitives does: a kernel is generic over
+/// <c>TVec</c> and a struct <c>TW : ISimd&lt;TVec&gt;</c>, the JIT compiles one copy per width and
+/// inlines every operation (each is one to three instructions). The weight decoders live here too:
+/// they are what differs between widths (the widening loads).
+/// </summary>
+internal unsafe interface ISimd<TVec> where TVec : struct
+{
+    /// <summary>Float lanes.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>32 vector registers (AVX-512, NEON) rather than 16 (AVX2, SSE): register tiles are sized by it.</summary>
+    static abstract bool WideRegisterFile { get; }
+
+    static abstract TVec Zero { get; }
+    static abstract TVec Load(float* p);
+    static abstract void Store(TVec v, float* p);
+    static abstract TVec Splat(float v);
+    static abstract TVec Add(TVec a, TVec b);
+    static abstract TVec Subtract(TVec a, TVec b);
+    static abstract TVec Multiply(TVec a, TVec b);
+    static abstract TVec Divide(TVec a, TVec b);
+    static abstract TVec Min(TVec a, TVec b);
+    static abstract TVec Max(TVec a, TVec b);
+    /// <summary>a · b + c, one rounding.</summary>
+    static abstract TVec Fma(TVec a, TVec b, TVec c);
+    static abstract float Sum(TVec v);
+    /// <summary>[Σ a, Σ b, Σ c, Σ d] of four vectors.</summary>
+    static abstract Vector128<float> Sum4(TVec a, TVec b, TVec c, TVec d);
+    static abstract float MaxAcross(TVec v);
+    /// <summary>Nearest integer (ties to even).</summary>
+    static abstract TVec Round(TVec v);
+    /// <summary>2^n for integral n in -126..127 (built in the exponent bits).</summary>
+    static abstract TVec Pow2(TVec integral);
+
+    /// <summary>Count FP8 E4M3 codes as floats of value decode(b) · 2^-120 (see <see cref="MatMul"/>); NaN codes give NaN.</summary>
+    static abstract TVec Fp8(byte* p);
+    /// <summary>Count BF16 values as floats.</summary>
+    static abstract TVec Bf16(ushort* p);
+    /// <summary>Count Q8_0 codes (int8) as floats.</summary>
+    static abstract TVec Q8(sbyte* p);
+    /// <summary>
+    /// Count bytes of a Q4_0 group from byte j: <paramref name="low"/> = codes j.. (low nibbles) and
+    /// <paramref name="high"/> = codes j + 16.. (high nibbles), each as q - 8.
+    /// </summary>
+    static abstract void Q4(byte* p, out TVec low, out TVec high);
+}
+
+/// <summary>
+/// The integer dot product of the quantized-activation route: one group of 32 int8 activation codes
+/// against 32 weight codes, exact in int32, returned as float lanes whose sum is the dot product.
+/// </summary>
+internal unsafe interface IInt8Dot<TVec, TCodes> where TVec : struct where TCodes : struct
+{
+    /// <summary>32 int8 codes (a Q8_0 group, or quantized activations).</summary>
+    static abstract TCodes LoadQ8(sbyte* p);
+    /// <summary>The 32 codes of a Q4_0 group (16 bytes) as q - 8, in column order.</summary>
+    static abstract TCodes LoadQ4(byte* p);
+    /// <summary>Float lanes summing to Σ w[i] · x[i] over the 32 codes (|w| ≤ 128, |x| ≤ 127: no int16 saturation).</summary>
+    static abstract TVec Dot(TCodes w, TCodes x);
+}
+
+/// <summary>Two 128-bit halves of a 32-code group.</summary>
+internal readonly struct Codes128(Vector128<sbyte> lo, Vector128<sbyte> hi)
+{
+    public readonly Vector128<sbyte> Lo = lo;
+    public readonly Vector128<sbyte> Hi = hi;
+}
+
+internal static class SimdConstants
+{
+    /// <summary>E4M3 code, sign-extended to int32 and shifted left 20: sign, 4 exponent and 3 mantissa bits of a float32.</summary>
+    public const int Fp8Mask = unchecked((int)0x87F00000);
+    /// <summary>The masked bits of the NaN codes 0x7F / 0xFF (with the sign bit forced on).</summary>
+    public const int Fp8NaNBits = unchecked((int)0x87F00000);
+    public const int SignBit = unchecked((int)0x80000000);
+}
+
+internal unsafe struct Simd512 : ISimd<Vector512<float>>
+{
+    public static int Count => 16;
+    public static bool WideRegisterFile => true;
+    public static Vector512<float> Zero => Vector512<float>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Splat(float v) => Vector512.Create(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d) =>
+        Simd256.Sum4(a.GetLower() + a.GetUpper(), b.GetLower() + b.GetUpper(), c.GetLower() + c.GetUpper(), d.GetLower() + d.GetUpper());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => Simd256.MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> v) => Vector512.Round(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Pow2(Vector512<float> n) =>
+        Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Fp8(byte* p)
+    {
+        var bits = Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)p)), 20) & Vector512.Create(SimdConstants.Fp8Mask);
+        // NaN codes (exponent and mantissa all ones) would land on ±480 · 2^-120: all ones instead (a NaN).
+        var nan = Vector512.Equals(bits | Vector512.Create(SimdConstants.SignBit), Vector512.Create(SimdConstants.Fp8NaNBits));
+        return (bits | nan).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Bf16(ushort* p) => Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load(p)), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Q8(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
+
+    /// <summary>The table of <see cref="Q4"/>: lane q holds q - 8.</summary>
+    public static Vector512<float> Q4Table => Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+
+    /// <summary>vpermps picks lane (index &amp; 15) of a table holding -8..7: the low nibble needs no mask and neither a conversion.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Q4(byte* p, out Vector512<float> low, out Vector512<float> high)
+    {
+        var codes = Avx512F.ConvertToVector512Int32(Vector128.Load(p));
+        var table = Q4Table;
+        low = Avx512F.PermuteVar16x32(table, codes);
+        high = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(codes, 4));
+    }
+}
+
+internal unsafe struct Simd256 : ISimd<Vector256<float>>, IInt8Dot<Vector256<float>, Vector256<sbyte>>
+{
+    public static int Count => 8;
+    public static bool WideRegisterFile => false;
+    public static Vector256<float> Zero => Vector256<float>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Splat(float v) => Vector256.Create(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d) =>
+        Simd128.Sum4(a.GetLower() + a.GetUpper(), b.GetLower() + b.GetUpper(), c.GetLower() + c.GetUpper(), d.GetLower() + d.GetUpper());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => Simd128.MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> v) => Vector256.Round(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Pow2(Vector256<float> n) =>
+        Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fp8(byte* p)
+    {
+        var bits = Vector256.ShiftLeft(Avx2.ConvertToVector256Int32((sbyte*)p), 20) & Vector256.Create(SimdConstants.Fp8Mask);
+        var nan = Vector256.Equals(bits | Vector256.Create(SimdConstants.SignBit), Vector256.Create(SimdConstants.Fp8NaNBits));
+        return (bits | nan).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Bf16(ushort* p) => Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Q8(sbyte* p) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Q4(byte* p, out Vector256<float> low, out Vector256<float> high)
+    {
+        var codes = Avx2.ConvertToVector256Int32(p);
+        var eight = Vector256.Create(8);
+        low = Avx.ConvertToVector256Single((codes & Vector256.Create(15)) - eight);
+        high = Avx.ConvertToVector256Single(Vector256.ShiftRightLogical(codes, 4) - eight);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> LoadQ8(sbyte* p) => Vector256.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> LoadQ4(byte* p)
+    {
+        var packed = Vector128.Load(p);
+        var nibble = Vector128.Create((byte)15);
+        var codes = Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed, 4) & nibble);
+        return (codes - Vector256.Create((byte)8)).AsSByte();
+    }
+
+    /// <summary>vpmaddubsw needs an unsigned operand: |w| against x carrying w's sign (vpsignb), then pairs to int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Dot(Vector256<sbyte> w, Vector256<sbyte> x)
+    {
+        var magnitude = Avx2.Abs(w);
+        var signed = Avx2.Sign(x, w);
+        Vector256<int> sums = AvxVnni.IsSupported
+            ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, magnitude, signed)
+            : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, signed), Vector256.Create((short)1));
+        return Avx.ConvertToVector256Single(sums);
+    }
+}
+
+internal unsafe struct Simd128 : ISimd<Vector128<float>>, IInt8Dot<Vector128<float>, Codes128>
+{
+    public static int Count => 4;
+    /// <summary>NEON has 32 registers, SSE 16.</summary>
+    public static bool WideRegisterFile => AdvSimd.Arm64.IsSupported;
+    public static Vector128<float> Zero => Vector128<float>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Splat(float v) => Vector128.Create(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Divide(Vector128<float> a, Vector128<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
+
+    /// <summary>One 4x4 transpose-add: [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d, then fold the halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Sum4(Vector128<float> a, Vector128<float> b, Vector128<float> c, Vector128<float> d)
+    {
+        if (Sse.IsSupported)
+        {
+            Vector128<float> ab = Sse.UnpackLow(a, b) + Sse.UnpackHigh(a, b);
+            Vector128<float> cd = Sse.UnpackLow(c, d) + Sse.UnpackHigh(c, d);
+            return Sse.MoveLowToHigh(ab, cd) + Sse.MoveHighToLow(cd, ab);
+        }
+        if (AdvSimd.Arm64.IsSupported)
+        {
+            // faddp pairs: [a0+a1, a2+a3, b0+b1, b2+b3], then once more across the pairs.
+            var ab = AdvSimd.Arm64.AddPairwise(a, b);
+            var cd = AdvSimd.Arm64.AddPairwise(c, d);
+            return AdvSimd.Arm64.AddPairwise(ab, cd);
+        }
+        return Vector128.Create(Vector128.Sum(a), Vector128.Sum(b), Vector128.Sum(c), Vector128.Sum(d));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vector128<float> v) => MathF.Max(MathF.Max(v.GetElement(0), v.GetElement(1)), MathF.Max(v.GetElement(2), v.GetElement(3)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> v) => Vector128.Round(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Pow2(Vector128<float> n) =>
+        Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
+
+    /// <summary>4 bytes sign-extended to int32 (pmovsxbd on x86; two widenings elsewhere).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> WidenSBytes(sbyte* p)
+    {
+        if (Sse41.IsSupported)
+        {
+            return Sse41.ConvertToVector128Int32(p);
+        }
+        return Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<int>(p)).AsSByte()));
+    }
+
+    /// <summary>4 bytes zero-extended to int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> WidenBytes(byte* p)
+    {
+        if (Sse41.IsSupported)
+        {
+            return Sse41.ConvertToVector128Int32(p);
+        }
+        return Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<int>(p)).AsByte())).AsInt32();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fp8(byte* p)
+    {
+        var bits = Vector128.ShiftLeft(WidenSBytes((sbyte*)p), 20) & Vector128.Create(SimdConstants.Fp8Mask);
+        var nan = Vector128.Equals(bits | Vector128.Create(SimdConstants.SignBit), Vector128.Create(SimdConstants.Fp8NaNBits));
+        return (bits | nan).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Bf16(ushort* p)
+    {
+        Vector128<int> wide = Sse41.IsSupported
+            ? Sse41.ConvertToVector128Int32(p)
+            : Vector128.WidenLower(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(p)).AsUInt16()).AsInt32();
+        return Vector128.ShiftLeft(wide, 16).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Q8(sbyte* p) => Vector128.ConvertToSingle(WidenSBytes(p));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Q4(byte* p, out Vector128<float> low, out Vector128<float> high)
+    {
+        var codes = WidenBytes(p);
+        var eight = Vector128.Create(8);
+        low = Vector128.ConvertToSingle((codes & Vector128.Create(15)) - eight);
+        high = Vector128.ConvertToSingle(Vector128.ShiftRightLogical(codes, 4) - eight);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Codes128 LoadQ8(sbyte* p) => new(Vector128.Load(p), Vector128.Load(p + 16));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Codes128 LoadQ4(byte* p)
+    {
+        var packed = Vector128.Load(p);
+        var nibble = Vector128.Create((byte)15);
+        var eight = Vector128.Create((byte)8);
+        return new(((packed & nibble) - eight).AsSByte(), ((Vector128.ShiftRightLogical(packed, 4) & nibble) - eight).AsSByte());
+    }
+
+    /// <summary>SSSE3: |w| · (x with w's sign) by pmaddubsw, then pmaddwd; ARM64: sdot (or widening multiplies without it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Dot(Codes128 w, Codes128 x)
+    {
+        Vector128<int> sums;
+        if (Ssse3.IsSupported)
+        {
+            var ones = Vector128.Create((short)1);
+            var lo = Sse2.MultiplyAddAdjacent(Ssse3.MultiplyAddAdjacent(Ssse3.Abs(w.Lo), Ssse3.Sign(x.Lo, w.Lo)), ones);
+            var hi = Sse2.MultiplyAddAdjacent(Ssse3.MultiplyAddAdjacent(Ssse3.Abs(w.Hi), Ssse3.Sign(x.Hi, w.Hi)), ones);
+            sums = lo + hi;
+        }
+        else if (Dp.IsSupported)
+        {
+            sums = Dp.DotProduct(Dp.DotProduct(Vector128<int>.Zero, w.Lo, x.Lo), w.Hi, x.Hi);
+        }
+        else
+        {
+            sums = WidenDot(w.Lo, x.Lo) + WidenDot(w.Hi, x.Hi);
+        }
+        return Vector128.ConvertToSingle(sums);
+    }
+
+    /// <summary>16 int8 products summed into 4 int32 lanes, portably (int16 products: |w · x| ≤ 128 · 127).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> WidenDot(Vector128<sbyte> w, Vector128<sbyte> x)
+    {
+        var lo = Vector128.WidenLower(w) * Vector128.WidenLower(x);
+        var hi = Vector128.WidenUpper(w) * Vector128.WidenUpper(x);
+        return Vector128.WidenLower(lo) + Vector128.WidenUpper(lo) + Vector128.WidenLower(hi) + Vector128.WidenUpper(hi);
+    }
+}
