@@ -22,7 +22,7 @@ public static class ConfigLimits
     /// <summary>hidden_size [4096].</summary>
     public const int MaxHidden = 1 << 16;
     /// <summary>intermediate_size, moe_intermediate_size [16384, 2048].</summary>
-    public const int MaxIntermediate = 1 << 20;
+    public const int MaxIntermediate = 1 << 23;
     /// <summary>Attention heads of either type [64].</summary>
     public const int MaxHeads = 1024;
     /// <summary>head_dim and v_head_dim of either type [192, 128].</summary>
