@@ -17,6 +17,8 @@ internal static class CommandCatalog
         yield return TokenizeCommand.Create(output);
         yield return TokenizeCommand.CreateDetokenize(output);
         yield return TemplateCommand.Create(output);
+        yield return TrainCommand.Create(output);
+        yield return EvalCommand.Create(output);
         yield return TrainTokenizerCommand.Create(output);
         yield return DataCommand.Create(output);
     }
