@@ -104,7 +104,7 @@ public sealed class MimoTokenizer
                 }
             }
 
-            Regex split = PreTokenizerRegex(root, Unsupported);
+            string pattern = PreTokenizerPattern(root, Unsupported);
             // NFC is applied by Encode itself, once over the whole text (string.Normalize needs ICU:
             // the projects must not run in invariant-globalization mode, where it does nothing).
             bool nfc = root.TryGetProperty("normalizer", out JsonElement norm) && norm.ValueKind == JsonValueKind.Object && IsNfc(norm, Unsupported);
@@ -113,7 +113,8 @@ public sealed class MimoTokenizer
             {
                 Merges = merges,
                 SpecialTokens = added,
-                PreTokenizer = new RegexPreTokenizer(split, added),
+                // Qwen2's pattern is scanned by code point (Regex would miss letters and digits outside the BMP); any other pattern runs as a Regex.
+                PreTokenizer = pattern == ByteLevelTokenizerWriter.QwenPattern ? new QwenPreTokenizer(added) : new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), added),
                 ByteLevel = true,
             };
             BpeTokenizer bpe = BpeTokenizer.Create(options);
@@ -124,7 +125,7 @@ public sealed class MimoTokenizer
         }
     }
 
-    private static Regex PreTokenizerRegex(JsonElement root, Func<string, TokenizerException> unsupported)
+    private static string PreTokenizerPattern(JsonElement root, Func<string, TokenizerException> unsupported)
     {
         if (!root.TryGetProperty("pre_tokenizer", out JsonElement pre) || pre.ValueKind != JsonValueKind.Object)
         {
@@ -163,7 +164,7 @@ public sealed class MimoTokenizer
                     throw unsupported($"pre-tokenizer \"{step.GetProperty("type").GetString()}\"");
             }
         }
-        return new Regex(pattern ?? throw unsupported("a pre-tokenizer without a split pattern"), RegexOptions.Compiled);
+        return pattern ?? throw unsupported("a pre-tokenizer without a split pattern");
     }
 
     private static bool IsNfc(JsonElement norm, Func<string, TokenizerException> unsupported) => norm.GetProperty("type").GetString() switch
