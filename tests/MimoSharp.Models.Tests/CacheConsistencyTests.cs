@@ -215,3 +215,39 @@ public sealed class CacheConsistencyTests
         }
     }
 }
+
+/// <summary>Ring bookkeeping that the prefix cache's checkpoints rely on.</summary>
+public sealed class RingCheckpointTests
+{
+    [Fact]
+    public void RemovedPositionsCountAsHavingOverwrittenTheOldestSlots()
+    {
+        var ring = new LayerKvCache(keyWidth: 1, valueWidth: 1, windowKeys: 4, reserve: 2, initialCapacity: 0); // 6 slots
+        for (int p = 0; p < 10; p++)
+        {
+            ring.Extend(1);
+            ring.Key(p)[0] = p;
+            ring.Value(p)[0] = -p;
+        }
+        ring.RemoveLast(3); // positions 7..9 were written into the slots of 1..3
+        Assert.Equal(7, ring.Length);
+        Assert.Equal(4, ring.FirstHeld);
+        LayerKvCache snapshot = ring.Snapshot();
+        Assert.True(LayerKvCache.CanRestoreAt(snapshot, 7));
+        Assert.False(LayerKvCache.CanRestoreAt(snapshot, 6)); // a query at 6 would need position 3
+        Assert.False(LayerKvCache.CanRestoreAt(snapshot, 8)); // beyond what the snapshot holds
+
+        var restored = new LayerKvCache(1, 1, 4, 2, 0);
+        restored.RestoreFrom(snapshot, 7);
+        Assert.Equal(7, restored.Length);
+        Assert.Equal(4, restored.FirstHeld);
+        for (int p = 4; p < 7; p++)
+        {
+            Assert.Equal(p, restored.Key(p)[0]);
+            Assert.Equal(-p, restored.Value(p)[0]);
+        }
+        Assert.Throws<InvalidOperationException>(() => restored.RestoreFrom(snapshot, 5));
+        ring.Key(4)[0] = 99; // the snapshot is a copy
+        Assert.Equal(4, snapshot.Key(4)[0]);
+    }
+}
