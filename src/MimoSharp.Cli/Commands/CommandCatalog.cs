@@ -8,6 +8,7 @@ internal static class CommandCatalog
     public static IEnumerable<Command> All(TextWriter output, TextReader input)
     {
         yield return InspectCommand.Create(output);
+        yield return CheckCommand.Create(output);
         yield return LogitsCommand.Create(output);
         yield return GenerateCommand.Create(output);
         yield return CreateRandomCommand.Create(output);
