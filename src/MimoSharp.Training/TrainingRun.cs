@@ -71,6 +71,10 @@ public sealed class TrainingRun
         _optimizer = new AdamW(_model.Layout) { Beta1 = config.Beta1, Beta2 = config.Beta2, Epsilon = config.Epsilon, WeightDecay = config.WeightDecay };
         _batch = new int[config.BatchSize * _model.TokensPerSequence];
         _train.FillBatch(0, config.BatchSize, config.SequenceLength, _model.TokensPerSequence, _batch); // fails early if train.bin is too small
+        if (config.EvalBatches > 0)
+        {
+            _val?.FillBatch(0, config.BatchSize, config.SequenceLength, _model.TokensPerSequence, _batch); // and val.bin
+        }
     }
 
     /// <summary>A fresh run: random weights from the config's seed.</summary>

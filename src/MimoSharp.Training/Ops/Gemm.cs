@@ -20,7 +20,7 @@ public sealed class Gemm : IParallelJob
     private float[] _a = [], _b = [], _c = [];
     private int _aOffset, _bOffset, _cOffset, _m, _n, _k;
     private bool _accumulate;
-    private int _columnBlocks;
+    private int _columnBlocks, _rowBlocks;
 
     /// <summary>Runs the product on <paramref name="pool"/> (null: on this thread).</summary>
     public void Multiply(float[] a, int aOffset, float[] b, int bOffset, float[] c, int cOffset, int m, int n, int k, bool accumulate, WorkerPool? pool)
@@ -33,7 +33,8 @@ public sealed class Gemm : IParallelJob
         _aOffset = aOffset; _bOffset = bOffset; _cOffset = cOffset;
         _m = m; _n = n; _k = k; _accumulate = accumulate;
         _columnBlocks = (n + ColumnBlock - 1) / ColumnBlock;
-        int items = (m + TileRows - 1) / TileRows * _columnBlocks;
+        _rowBlocks = (m + TileRows - 1) / TileRows;
+        int items = _rowBlocks * _columnBlocks;
         if (pool is null)
         {
             Execute(0, items);
@@ -49,8 +50,9 @@ public sealed class Gemm : IParallelJob
     {
         for (int item = start; item < end; item++)
         {
-            int row0 = item / _columnBlocks * TileRows;
-            int col0 = item % _columnBlocks * ColumnBlock;
+            // Column-block-major: a block of B's rows (32 x K) stays in cache while A's rows stream past it.
+            int row0 = item % _rowBlocks * TileRows;
+            int col0 = item / _rowBlocks * ColumnBlock;
             Tile(row0, Math.Min(row0 + TileRows, _m), col0, Math.Min(col0 + ColumnBlock, _n));
         }
     }
@@ -147,7 +149,8 @@ public sealed class Gemm : IParallelJob
     // strideK = 1) for input gradients dx = dy·W, "TN" (strideM = 1, strideK = M) for weight gradients
     // dW += dyᵀ·x. Tiles of 4 rows × 16 columns: eight accumulators, four broadcasts and two loads per k.
     private const int WideColumns = 16;
-    private int _strideM, _strideK, _wideBlocks;
+    private int _strideM, _strideK, _wideBlocks, _kStart, _kEnd;
+    private const int KChunkFloats = 64 * 1024;
 
     /// <summary>C [M, N] (+)= A·B with A strided as above and B [K, N] row-major.</summary>
     public void MultiplyStrided(float[] a, int aOffset, int strideM, int strideK, float[] b, int bOffset, float[] c, int cOffset,
@@ -165,13 +168,26 @@ public sealed class Gemm : IParallelJob
         _wideBlocks = (n + WideColumns - 1) / WideColumns;
         int items = (m + TileRows - 1) / TileRows * _wideBlocks;
         var job = _stridedJob ??= new StridedJob(this);
-        if (pool is null)
+        // K in chunks whose rows of B (chunk x N floats) fit in L2, every chunk after the first accumulating:
+        // B is then read from cache by every row tile instead of from memory once per row tile.
+        int chunk = Math.Max(16, KChunkFloats / Math.Max(1, n));
+        for (int k0 = 0; k0 < k || k0 == 0; k0 += chunk)
         {
-            job.Execute(0, items);
-        }
-        else
-        {
-            pool.Run(job, items, pool.GrainFor(items));
+            _kStart = k0;
+            _kEnd = Math.Min(k, k0 + chunk);
+            _accumulate = accumulate || k0 > 0;
+            if (pool is null)
+            {
+                job.Execute(0, items);
+            }
+            else
+            {
+                pool.Run(job, items, pool.GrainFor(items));
+            }
+            if (k == 0)
+            {
+                break;
+            }
         }
         _a = _b = _c = [];
     }
@@ -202,7 +218,7 @@ public sealed class Gemm : IParallelJob
             ref float pb = ref MemoryMarshal.GetReference(b.AsSpan(_bOffset, k * n));
             Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
             Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
-            for (int kk = 0; kk < k; kk++)
+            for (int kk = _kStart; kk < _kEnd; kk++)
             {
                 nuint bo = (nuint)(kk * n + col0);
                 Vector256<float> b0 = Vector256.LoadUnsafe(ref pb, bo);
@@ -229,7 +245,7 @@ public sealed class Gemm : IParallelJob
         }
         Span<float> sums = stackalloc float[TileRows * WideColumns];
         sums.Clear();
-        for (int kk = 0; kk < k; kk++)
+        for (int kk = _kStart; kk < _kEnd; kk++)
         {
             int bo = _bOffset + kk * n + col0;
             for (int r = 0; r < rows; r++)
