@@ -29,7 +29,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 WORK=/tmp/mimosharp-side-by-side
 mkdir -p "$WORK"
-echo "llama.cpp: $BIN ($("$BIN/llama-bench" --version 2>&1 | head -1 || true)); MimoSharp kernels: $ISA; threads $THREADS; $ROUNDS rounds"
+echo "llama.cpp: $BIN; MimoSharp kernels: $ISA; threads $THREADS; $ROUNDS rounds"
 echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(grep -o -w -m1 -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -43,6 +43,7 @@ public sealed class MimoModel : IDisposable
     private readonly AttentionLayer[] _mtpAttention;
     private readonly DenseFeedForward[] _mtpMlp;
     private readonly ConcurrentBag<ForwardWorkspace> _spareWorkspaces = [];
+    private readonly bool _checkActivations;
 
     public MimoConfig Config { get; }
     public MimoDerivedConfig Derived { get; }
@@ -62,6 +63,7 @@ public sealed class MimoModel : IDisposable
         _ownsPool = options.Threads is not null;
         _pool = options.Threads is int threads ? new WorkerPool(threads) : WorkerPool.Shared;
         _kernels = options.Kernels with { Isa = options.Kernels.ResolvedIsa };
+        _checkActivations = options.CheckActivations;
 
         int layers = config.NumHiddenLayers;
         _attention = new AttentionLayer[layers];
@@ -107,6 +109,10 @@ public sealed class MimoModel : IDisposable
         Checkpoint checkpoint = Checkpoint.Open(directory, read);
         try
         {
+            if (options?.CheckTensors == true)
+            {
+                TensorScanner.ThrowIfCorrupt(checkpoint);
+            }
             MimoWeights weights = MimoWeights.Load(checkpoint, config, config.Derived);
             var model = new MimoModel(config, weights, options, checkpoint) { Residency = read ? WeightResidency.Read : WeightResidency.Map };
             if (!read && (options?.Prefault ?? true) && fits)
@@ -199,6 +205,7 @@ public sealed class MimoModel : IDisposable
                 _w.Embedding.DequantizeRow(token, x.Slice(r++ * h, h));
             }
         }
+        Guard(x, Sublayer.Embedding, -1);
 
         Span<float> normed = ws.Floats("normed", rows * h);
         Span<float> delta = ws.Floats("delta", rows * h);
@@ -208,6 +215,7 @@ public sealed class MimoModel : IDisposable
         {
             DecoderLayerWeights lw = _w.Layers[i];
             _attention[i].Forward(ws.Layout, normed, delta, ws);
+            Guard(delta, Sublayer.Attention, i);
             AddRmsNormRows(delta, x, lw.PostAttentionNorm, normed, rows);
             if (_moe[i] is { } moe)
             {
@@ -217,6 +225,7 @@ public sealed class MimoModel : IDisposable
             {
                 _dense[i]!.Forward(normed, delta, rows, ws);
             }
+            Guard(delta, Sublayer.FeedForward, i);
             if (i + 1 < _attention.Length)
             {
                 AddRmsNormRows(delta, x, _w.Layers[i + 1].InputNorm, normed, rows);
@@ -231,6 +240,7 @@ public sealed class MimoModel : IDisposable
             x.CopyTo(hidden);
         }
         ProjectLogits(ws, x, _w.FinalNorm, logits);
+        Guard(logits[..(CountLogitRows(inputs) * VocabSize)], Sublayer.LmHead, -1);
     }
 
     private ForwardWorkspace RentWorkspace() => _spareWorkspaces.TryTake(out ForwardWorkspace? ws) ? ws : new ForwardWorkspace();
@@ -300,11 +310,14 @@ public sealed class MimoModel : IDisposable
         Span<float> delta = ws.Floats("delta", rows * h);
         RmsNormRows(z, hw.InputNorm, normed, rows);
         _mtpAttention[head].Forward(layout, normed, delta, ws);
+        Guard(delta, Sublayer.Attention, head, mtp: true);
         VectorMath.Add(delta, z, _kernels.Isa);
         RmsNormRows(z, hw.PreMlpNorm, normed, rows);
         _mtpMlp[head].Forward(normed, delta, rows, ws);
+        Guard(delta, Sublayer.FeedForward, head, mtp: true);
         VectorMath.Add(delta, z, _kernels.Isa);
         ProjectLogits(ws, z, hw.FinalNorm, logits);
+        Guard(logits[..(logitRows * VocabSize)], Sublayer.LmHead, head, mtp: true);
     }
 
     private int BuildLayout(BatchLayout layout, ReadOnlySpan<SequenceInput> inputs)
@@ -347,6 +360,15 @@ public sealed class MimoModel : IDisposable
         if (logits.Length < (long)logitRows * VocabSize)
         {
             throw new ArgumentException($"logits output holds {logits.Length} floats; {logitRows} rows need {(long)logitRows * VocabSize}");
+        }
+    }
+
+    /// <summary>Stops at the first non-finite sublayer output (see <see cref="ActivationGuard"/>); the rows of this forward only.</summary>
+    private void Guard(ReadOnlySpan<float> values, Sublayer sublayer, int layer, bool mtp = false)
+    {
+        if (_checkActivations)
+        {
+            ActivationGuard.Check(values, sublayer == Sublayer.LmHead ? VocabSize : HiddenSize, sublayer, layer, mtp);
         }
     }
 

@@ -31,7 +31,12 @@ public sealed partial class MimoWeights
             Match match = MtpLayerName().Match(name);
             if (match.Success)
             {
-                indices.Add(int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+                if (!int.TryParse(match.Groups[1].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int index)
+                    || index >= Configuration.ConfigLimits.MaxMtpHeads)
+                {
+                    throw new CheckpointException($"{checkpoint.Directory}: tensor \"{name}\" names MTP layer {match.Groups[1].Value}; expected 0..{Configuration.ConfigLimits.MaxMtpHeads - 1}");
+                }
+                indices.Add(index);
             }
         }
         for (int k = 0; k < indices.Count; k++)

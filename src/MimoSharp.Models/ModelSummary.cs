@@ -38,68 +38,59 @@ public sealed record ModelSummary
     public static ModelSummary From(MimoConfig config, Checkpoint? checkpoint, int assumedMtpHeads = 3)
     {
         MimoDerivedConfig d = config.Derived;
+        if (assumedMtpHeads is < 0 or > ConfigLimits.MaxMtpHeads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(assumedMtpHeads), assumedMtpHeads, $"MTP heads must be 0..{ConfigLimits.MaxMtpHeads}");
+        }
         int mtp = checkpoint is null ? assumedMtpHeads : MimoWeights.CountMtpHeads(checkpoint);
         long total = 0, mtpParams = 0, experts = 0;
-        var specs = CheckpointLayout.Enumerate(config, mtp).ToList();
-        foreach (TensorSpec spec in specs)
+        var bytes = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        void AddBytes(string key, long count) => bytes[key] = checked(bytes.GetValueOrDefault(key) + count);
+        bool group = config.QuantizationConfig is { QuantMethod: QuantizationConfig.GroupMethod };
+        bool q4 = group && config.QuantizationConfig!.Format == QuantizationConfig.Q4Format;
+        bool fp8 = d.Fp8BlockSize is not null;
+        (int br, int bc) = d.Fp8BlockSize ?? (128, 128);
+        // One pass over the layout, never held as a list: the config's sizes are bounded (ConfigLimits) and
+        // the sums are checked, so any config gives its numbers or a clear error, in bounded memory.
+        foreach (TensorSpec spec in CheckpointLayout.Enumerate(config, mtp))
         {
-            total += spec.Elements;
+            long elements = spec.Elements;
+            total = checked(total + elements);
             if (spec.IsMtp)
             {
-                mtpParams += spec.Elements;
+                mtpParams += elements;
             }
             if (spec.Expert is not null)
             {
-                experts += spec.Elements;
+                experts += elements;
+            }
+            if (checkpoint is not null)
+            {
+                continue;
+            }
+            if (group && Creation.CheckpointQuantizer.IsQuantized(spec.Role) && spec.Shape.Length == 2)
+            {
+                // What `mimo quantize` writes: I8 codes or packed U8 nibbles plus F32 scales per 32 weights.
+                long rows = spec.Shape[0];
+                AddBytes(q4 ? "U8" : "I8", checked(rows * WeightMatrix.StrideOf(q4 ? DType.Q4 : DType.I8, spec.Shape[1])));
+                AddBytes("F32", checked(rows * GroupQuantizer.GroupsPerRow(spec.Shape[1]) * sizeof(float)));
+                continue;
+            }
+            DType dtype = CheckpointLayout.StoredDType(spec.Role, fp8 && !group);
+            AddBytes(DTypes.ToSafetensorsName(dtype), checked(elements * DTypes.SizeOf(dtype)));
+            if (dtype == DType.F8E4M3)
+            {
+                long scales = (long)((spec.Shape[0] + br - 1) / br) * ((spec.Shape[1] + bc - 1) / bc);
+                AddBytes("F32", scales * 4);
             }
         }
         long activeExperts = config.NRoutedExperts > 0 ? experts / config.NRoutedExperts * config.NumExpertsPerTok : 0;
         long active = total - mtpParams - experts + activeExperts;
-
-        var bytes = new SortedDictionary<string, long>(StringComparer.Ordinal);
         if (checkpoint is not null)
         {
             foreach (TensorEntry entry in checkpoint.Tensors.Values)
             {
-                string key = DTypes.ToSafetensorsName(entry.DType);
-                bytes[key] = bytes.GetValueOrDefault(key) + entry.ByteLength;
-            }
-        }
-        else if (config.QuantizationConfig is { QuantMethod: QuantizationConfig.GroupMethod } group)
-        {
-            // What `mimo quantize` writes: I8 codes or packed U8 nibbles plus F32 scales per 32 weights.
-            bool q4 = group.Format == QuantizationConfig.Q4Format;
-            foreach (TensorSpec spec in specs)
-            {
-                if (Creation.CheckpointQuantizer.IsQuantized(spec.Role) && spec.Shape.Length == 2)
-                {
-                    long rows = spec.Shape[0];
-                    string key = q4 ? "U8" : "I8";
-                    bytes[key] = bytes.GetValueOrDefault(key) + rows * WeightMatrix.StrideOf(q4 ? DType.Q4 : DType.I8, spec.Shape[1]);
-                    bytes["F32"] = bytes.GetValueOrDefault("F32") + rows * GroupQuantizer.GroupsPerRow(spec.Shape[1]) * sizeof(float);
-                }
-                else
-                {
-                    DType dtype = CheckpointLayout.StoredDType(spec.Role, false);
-                    string key = DTypes.ToSafetensorsName(dtype);
-                    bytes[key] = bytes.GetValueOrDefault(key) + spec.Elements * DTypes.SizeOf(dtype);
-                }
-            }
-        }
-        else
-        {
-            bool quantized = d.Fp8BlockSize is not null;
-            (int br, int bc) = d.Fp8BlockSize ?? (128, 128);
-            foreach (TensorSpec spec in specs)
-            {
-                DType dtype = CheckpointLayout.StoredDType(spec.Role, quantized);
-                string key = DTypes.ToSafetensorsName(dtype);
-                bytes[key] = bytes.GetValueOrDefault(key) + spec.Elements * DTypes.SizeOf(dtype);
-                if (dtype == DType.F8E4M3)
-                {
-                    long scales = (long)((spec.Shape[0] + br - 1) / br) * ((spec.Shape[1] + bc - 1) / bc);
-                    bytes["F32"] = bytes.GetValueOrDefault("F32") + scales * 4;
-                }
+                AddBytes(DTypes.ToSafetensorsName(entry.DType), entry.ByteLength);
             }
         }
 

@@ -1,3 +1,4 @@
+using MimoSharp.Tensors.Storage;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -56,15 +57,36 @@ public sealed class MimoTokenizer
         {
             throw new TokenizerException($"{directory}: no tokenizer.json (a model directory needs its Hugging Face tokenizer files for text)");
         }
-        JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(File.ReadAllText(path));
+            return LoadFrom(directory, path);
+        }
+        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException or IndexOutOfRangeException)
+        {
+            // A key missing or holding the wrong kind of value, deep in the file: name the file, not the runtime's view of it.
+            throw new TokenizerException($"{path}: does not have the structure of a Hugging Face tokenizer.json (a required key is missing or holds the wrong kind of value)", ex);
+        }
+    }
+
+    /// <summary>Token ids above this are refused (Qwen3's tokenizer has 151,669 ids): the tokenizer allocates per id.</summary>
+    public const int MaxTokenId = (1 << 22) - 1;
+
+    private static JsonDocument ParseJsonFile(string path, string what, long maxBytes)
+    {
+        string text = InputFile.ReadText(path, what, maxBytes, message => new TokenizerException(message));
+        try
+        {
+            return JsonDocument.Parse(text, new JsonDocumentOptions { AllowTrailingCommas = true });
         }
         catch (JsonException ex)
         {
-            throw new TokenizerException($"{path}: invalid JSON: {ex.Message}", ex);
+            throw new TokenizerException($"{path}: invalid JSON: {InputFile.DescribeJsonError(ex)}", ex);
         }
+    }
+
+    private static MimoTokenizer LoadFrom(string directory, string path)
+    {
+        JsonDocument document = ParseJsonFile(path, "a tokenizer.json file", 1L << 30);
         using (document)
         {
             JsonElement root = document.RootElement;
@@ -104,7 +126,7 @@ public sealed class MimoTokenizer
                 }
             }
 
-            Regex split = PreTokenizerRegex(root, Unsupported);
+            string pattern = PreTokenizerPattern(root, Unsupported);
             // NFC is applied by Encode itself, once over the whole text (string.Normalize needs ICU:
             // the projects must not run in invariant-globalization mode, where it does nothing).
             bool nfc = root.TryGetProperty("normalizer", out JsonElement norm) && norm.ValueKind == JsonValueKind.Object && IsNfc(norm, Unsupported);
@@ -113,10 +135,18 @@ public sealed class MimoTokenizer
             {
                 Merges = merges,
                 SpecialTokens = added,
-                PreTokenizer = new RegexPreTokenizer(split, added),
+                // Qwen2's pattern is scanned by code point (Regex would miss letters and digits outside the BMP); any other pattern runs as a Regex.
+                PreTokenizer = pattern == ByteLevelTokenizerWriter.QwenPattern ? new QwenPreTokenizer(added) : new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), added),
                 ByteLevel = true,
             };
             BpeTokenizer bpe = BpeTokenizer.Create(options);
+            foreach ((string token, int id) in vocab.Concat(added))
+            {
+                if (id is < 0 or > MaxTokenId)
+                {
+                    throw new TokenizerException($"{path}: token \"{token}\" has id {id}; expected an id in 0..{MaxTokenId}");
+                }
+            }
             int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Values.Max() + 1);
 
             (HashSet<int> eos, string? template) = ReadConfig(directory, added);
@@ -124,7 +154,7 @@ public sealed class MimoTokenizer
         }
     }
 
-    private static Regex PreTokenizerRegex(JsonElement root, Func<string, TokenizerException> unsupported)
+    private static string PreTokenizerPattern(JsonElement root, Func<string, TokenizerException> unsupported)
     {
         if (!root.TryGetProperty("pre_tokenizer", out JsonElement pre) || pre.ValueKind != JsonValueKind.Object)
         {
@@ -163,7 +193,7 @@ public sealed class MimoTokenizer
                     throw unsupported($"pre-tokenizer \"{step.GetProperty("type").GetString()}\"");
             }
         }
-        return new Regex(pattern ?? throw unsupported("a pre-tokenizer without a split pattern"), RegexOptions.Compiled);
+        return pattern ?? throw unsupported("a pre-tokenizer without a split pattern");
     }
 
     private static bool IsNfc(JsonElement norm, Func<string, TokenizerException> unsupported) => norm.GetProperty("type").GetString() switch
@@ -188,11 +218,15 @@ public sealed class MimoTokenizer
         string configPath = Path.Combine(directory, "tokenizer_config.json");
         if (File.Exists(configPath))
         {
-            using JsonDocument config = JsonDocument.Parse(File.ReadAllText(configPath));
+            using JsonDocument config = ParseJsonFile(configPath, "a tokenizer_config.json file", 64L << 20);
+            if (config.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new TokenizerException($"{configPath}: holds a JSON {config.RootElement.ValueKind.ToString().ToLowerInvariant()}; expected an object");
+            }
             if (config.RootElement.TryGetProperty("eos_token", out JsonElement eosToken))
             {
                 string? content = eosToken.ValueKind == JsonValueKind.String ? eosToken.GetString()
-                    : eosToken.ValueKind == JsonValueKind.Object ? eosToken.GetProperty("content").GetString() : null;
+                    : eosToken.ValueKind == JsonValueKind.Object && eosToken.TryGetProperty("content", out JsonElement c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
                 if (content is not null && added.TryGetValue(content, out int id))
                 {
                     eos.Add(id);
@@ -206,7 +240,7 @@ public sealed class MimoTokenizer
         string templatePath = Path.Combine(directory, "chat_template.jinja");
         if (File.Exists(templatePath))
         {
-            template = File.ReadAllText(templatePath);
+            template = InputFile.ReadText(templatePath, "a chat_template.jinja file", 16L << 20, message => new TokenizerException(message));
         }
         return (eos, template);
     }

@@ -144,7 +144,7 @@ public sealed class CliTests
     }
 
     [Theory]
-    [InlineData("1,x,3", "item 2 \"x\" is not a non-negative integer")]
+    [InlineData("1,x,3", "item 2 \"x\" is not a token id; expected an integer in 0..2147483647")]
     [InlineData("1,2,99999", "token id 99999 is outside the vocabulary [0, 320)")]
     public void BadIdsGiveAClearError(string ids, string message)
     {

@@ -101,6 +101,27 @@ public sealed class CacheConsistencyTests
         Assert.Equal(30, cache.Length);
     }
 
+    [Theory]
+    [InlineData(1)]  // the one-row MoE path
+    [InlineData(5)]  // the few-rows path (whole experts per thread)
+    [InlineData(8)]
+    public void ChunksThroughTheSmallBatchMoePathsEqualOneLargeForward(int chunk)
+    {
+        // 48 rows at once take the general MoE path (per-expert products split over threads).
+        using var model = MimoModel.Load(RandomModels.Write("tiny-w8", RandomModels.TinyConfig(window: 8)));
+        int v = model.VocabSize;
+        int[] ids = Sequence(48, v, 41);
+        float[] full = FullLogits(model, ids);
+        SequenceKvCache cache = model.CreateCache(reserve: chunk);
+        var logits = new float[chunk * v];
+        for (int t = 0; t < ids.Length; t += chunk)
+        {
+            int n = Math.Min(chunk, ids.Length - t);
+            model.Forward([new SequenceInput(cache, ids[t..(t + n)])], default, logits.AsSpan(0, n * v));
+            AssertRowsClose(full.AsSpan(t * v, n * v), logits.AsSpan(0, n * v), $"rows {t}..{t + n - 1}");
+        }
+    }
+
     [Fact]
     public void BatchOfSequencesAtDifferentPositionsEqualsSeparateRuns()
     {
@@ -213,5 +234,41 @@ public sealed class CacheConsistencyTests
             model.ForwardMtp(0, [new MtpInput(cache2, ids[(t + 1)..(t + 2)], hidden.AsMemory(t * h, h))], step);
             AssertRowsClose(once.AsSpan(t * v, v), step, $"MTP row {t}");
         }
+    }
+}
+
+/// <summary>Ring bookkeeping that the prefix cache's checkpoints rely on.</summary>
+public sealed class RingCheckpointTests
+{
+    [Fact]
+    public void RemovedPositionsCountAsHavingOverwrittenTheOldestSlots()
+    {
+        var ring = new LayerKvCache(keyWidth: 1, valueWidth: 1, windowKeys: 4, reserve: 2, initialCapacity: 0); // 6 slots
+        for (int p = 0; p < 10; p++)
+        {
+            ring.Extend(1);
+            ring.Key(p)[0] = p;
+            ring.Value(p)[0] = -p;
+        }
+        ring.RemoveLast(3); // positions 7..9 were written into the slots of 1..3
+        Assert.Equal(7, ring.Length);
+        Assert.Equal(4, ring.FirstHeld);
+        LayerKvCache snapshot = ring.Snapshot();
+        Assert.True(LayerKvCache.CanRestoreAt(snapshot, 7));
+        Assert.False(LayerKvCache.CanRestoreAt(snapshot, 6)); // a query at 6 would need position 3
+        Assert.False(LayerKvCache.CanRestoreAt(snapshot, 8)); // beyond what the snapshot holds
+
+        var restored = new LayerKvCache(1, 1, 4, 2, 0);
+        restored.RestoreFrom(snapshot, 7);
+        Assert.Equal(7, restored.Length);
+        Assert.Equal(4, restored.FirstHeld);
+        for (int p = 4; p < 7; p++)
+        {
+            Assert.Equal(p, restored.Key(p)[0]);
+            Assert.Equal(-p, restored.Value(p)[0]);
+        }
+        Assert.Throws<InvalidOperationException>(() => restored.RestoreFrom(snapshot, 5));
+        ring.Key(4)[0] = 99; // the snapshot is a copy
+        Assert.Equal(4, snapshot.Key(4)[0]);
     }
 }

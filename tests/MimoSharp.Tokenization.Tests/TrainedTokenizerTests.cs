@@ -9,6 +9,29 @@ public sealed class TrainedTokenizerTests
 {
     private static readonly ChatTemplate s_template = ChatTemplate.Parse(TrainedTokenizer.ChatTemplate);
 
+    public static TheoryData<int> TemplateCases()
+    {
+        var data = new TheoryData<int>();
+        int count = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "trained-template-cases.json")))!["cases"]!.AsArray().Count;
+        for (int i = 0; i < count; i++)
+        {
+            data.Add(i);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(TemplateCases))]
+    public void TemplateRendersAsHuggingFacesJinja(int index)
+    {
+        // Goldens: tools/tokenizer-oracle/make_trained_template_goldens.mjs (@huggingface/jinja) on the template the trained tokenizer ships.
+        JsonNode item = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "trained-template-cases.json")))!["cases"]![index]!;
+        string shipped = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TokenizerData, "trained", "tokenizer_config.json")))!["chat_template"]!.GetValue<string>();
+        Assert.Equal(TrainedTokenizer.ChatTemplate, shipped);
+        var variables = item["variables"]!.AsObject().ToDictionary(p => p.Key, p => p.Value?.DeepClone());
+        Assert.Equal(item["rendered"]!.GetValue<string>(), s_template.Render(variables));
+    }
+
     [Fact]
     public void RandomModelsTokenizerIsTheOneHuggingFaceLoaded()
     {

@@ -50,6 +50,7 @@ const texts = JSON.parse(readFileSync(root + "qwen3-parity.json", "utf8")).cases
 texts.push(
   "<|im_start|>user\nWhat is 12 * 7?<|im_end|>\n<|im_start|>assistant\n<think>\n12 * 7 = 84\n</think>\n\n84<|im_end|>\n",
   "<tool_call>\n<function=calculator>\n<parameter=expression>\n(3 + 4) * 5\n</parameter>\n</function>\n</tool_call><|endoftext|>",
+  "Beyond the BMP: 𝓗𝓮𝓵𝓵𝓸 world, x𝟙𝟚y, 𠀀𠀁 ok 👍🏽! 𝓤\",",
   "def heappush(heap, item):\n    \"\"\"Push item onto heap, maintaining the heap invariant.\"\"\"\n    heap.append(item)\n",
 );
 const cases = [];

@@ -26,8 +26,10 @@ internal static class ChatCommand
         var draftTokens = new Option<int>("--draft-tokens") { Description = "MTP draft tokens per step, 0..3", DefaultValueFactory = _ => 0 };
         var threads = new Option<int?>("--threads") { Description = "Kernel threads" };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Longest answer (default: the preset's)" };
+        var window = LogitsCommand.WindowOption();
+        var checkTensors = CliParsing.CheckTensorsOption();
         var sampling = new SamplingFlags();
-        var command = new Command("chat", "Chat with a model in the terminal") { model, system, thinkingOption, draftTokens, threads, maxTokens };
+        var command = new Command("chat", "Chat with a model in the terminal") { model, system, thinkingOption, draftTokens, threads, maxTokens, window, checkTensors };
         sampling.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -46,8 +48,11 @@ internal static class ChatCommand
             output.Write($"loading {dir} ... ");
             output.Flush();
             long start = Stopwatch.GetTimestamp();
-            using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads) });
-            MimoTokenizer tokenizer = ByteLevelTokenizerWriter.LoadOrByteLevel(dir, m.VocabSize, out bool byteLevel);
+            SamplingOptions samplingOptions = sampling.PresetGiven(parse) ? sampling.Build(parse) : sampling.Build(parse, "chat");
+            sampling.NoteOverrides(parse, parse.InvocationConfiguration.Error);
+            using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window), CheckTensors = parse.GetValue(checkTensors) });
+            MimoTokenizer tokenizer = CliParsing.LoadTokenizer(dir, m);
+            bool byteLevel = !MimoTokenizer.Exists(dir);
             output.WriteLine($"ready in {Stopwatch.GetElapsedTime(start).TotalSeconds:F1} s ({m.Config.NumHiddenLayers} layers, {m.MtpHeads} MTP heads). /reset, /thinking on|off, /preset NAME, /exit");
             if (byteLevel)
             {
@@ -62,7 +67,6 @@ internal static class ChatCommand
                 history.Add(new ChatMessage("system", systemPrompt));
             }
             bool thinking = parse.GetValue(thinkingOption);
-            SamplingOptions samplingOptions = sampling.PresetGiven(parse) ? sampling.Build(parse) : sampling.Build(parse, "chat");
             if (parse.GetValue(maxTokens) is int limit)
             {
                 samplingOptions = samplingOptions with { MaxTokens = limit };
@@ -132,13 +136,14 @@ internal static class ChatCommand
                     StopTokenIds = stopIds,
                     Text = new TokenizerTextStream(tokenizer, skipSpecialTokens: false),
                 };
-                var splitter = new ReasoningSplitter(startInReasoning: thinking);
+                // With thinking off nothing is shown as thinking (no label), even if the model writes <think> tags.
+                ReasoningSplitter? splitter = thinking ? new ReasoningSplitter(startInReasoning: true) : null;
                 var answer = new System.Text.StringBuilder();
                 bool shownThinkingLabel = false;
                 GenerationUsage? usage = null;
                 void Show(string text)
                 {
-                    (string reasoning, string content) = splitter.Push(text);
+                    (string reasoning, string content) = splitter?.Push(text) ?? ("", text);
                     if (reasoning.Length > 0)
                     {
                         if (!shownThinkingLabel)
@@ -146,7 +151,7 @@ internal static class ChatCommand
                             output.Write("[thinking] ");
                             shownThinkingLabel = true;
                         }
-                        output.Write(reasoning);
+                        output.Write(CliParsing.TerminalSafe(reasoning));
                     }
                     if (content.Length > 0)
                     {
@@ -155,7 +160,7 @@ internal static class ChatCommand
                             output.Write("\n[answer] ");
                         }
                         answer.Append(content);
-                        output.Write(content);
+                        output.Write(CliParsing.TerminalSafe(content));
                     }
                     output.Flush();
                 }
@@ -164,8 +169,8 @@ internal static class ChatCommand
                     Show(e.Text);
                     usage = e.Usage ?? usage;
                 }
-                (string restReasoning, string restContent) = splitter.Flush();
-                output.Write(restReasoning + restContent);
+                (string restReasoning, string restContent) = splitter?.Flush() ?? ("", "");
+                output.Write(CliParsing.TerminalSafe(restReasoning + restContent));
                 answer.Append(restContent);
                 history.Add(new ChatMessage("assistant", answer.ToString().Trim()));
                 output.WriteLine();

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MimoSharp.Models;
 using MimoSharp.Models.Configuration;
 using MimoSharp.Models.Creation;
 using MimoSharp.Tokenization;
@@ -36,13 +37,21 @@ internal static class CreateRandomCommand
                 c = KeepLayers(c, n);
             }
             int heads = parse.GetValue(mtp);
-            if (heads < 0)
+            if (heads is < 0 or > ConfigLimits.MaxMtpHeads)
             {
-                throw new ArgumentException($"--mtp-layers must be 0 or more, got {heads}");
+                throw new ArgumentException($"--mtp-layers is {heads}; expected 0..{ConfigLimits.MaxMtpHeads}");
             }
-            long? shardBytes = parse.GetValue(shardMb) is long mb ? (mb > 0 ? mb * 1024 * 1024 : throw new ArgumentException($"--shard-mb must be positive, got {mb}")) : null;
-            string outDir = parse.GetValue(dir)!;
-            var options = new RandomModelOptions { MtpHeads = heads, Seed = parse.GetValue(seed), MaxShardBytes = shardBytes, ConfigOnly = parse.GetValue(configOnly) };
+            long? shardBytes = CliParsing.ShardBytes(parse.GetValue(shardMb));
+            bool onlyConfig = parse.GetValue(configOnly);
+            // Sized from the config alone, before anything is written: a flash-sized model is ~300 GB.
+            long bytes = onlyConfig ? 0 : ModelSummary.From(c, null, heads).BytesByDType.Values.Sum();
+            string outDir = CliParsing.CheckNewOutputDirectory(parse.GetValue(dir)!, "--output", "a model", bytes);
+            TextWriter notes = parse.InvocationConfiguration.Error;
+            var options = new RandomModelOptions
+            {
+                MtpHeads = heads, Seed = parse.GetValue(seed), MaxShardBytes = shardBytes, ConfigOnly = onlyConfig,
+                Progress = bytes >= ProgressFrom ? CliParsing.ProgressPrinter(notes, bytes, "writing") : null,
+            };
             RandomModelWriter.Write(outDir, c, options);
             bool tokenizer = !options.ConfigOnly && c.VocabSize >= 256 + ByteLevelTokenizerWriter.ControlTokens.Count;
             if (tokenizer)
@@ -57,6 +66,9 @@ internal static class CreateRandomCommand
         });
         return command;
     }
+
+    /// <summary>Writes of at least this many bytes report their progress (on stderr).</summary>
+    private const long ProgressFrom = 1L << 30;
 
     /// <summary>The config cut to its first <paramref name="layers"/> decoder layers.</summary>
     internal static MimoConfig KeepLayers(MimoConfig config, int layers)

@@ -23,8 +23,9 @@ internal static class GenerateCommand
         var json = new Option<bool>("--json") { Description = "Print {\"ids\": [...], timings} as JSON" };
         var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
         var window = LogitsCommand.WindowOption();
+        var checkTensors = CliParsing.CheckTensorsOption();
         var sampling = new SamplingFlags();
-        var command = new Command("generate", "Continue a prompt, streaming the generated ids (greedy unless sampling flags say otherwise)") { model, ids, promptText, chat, thinking, stop, maxTokens, draftTokens, json, threads, window };
+        var command = new Command("generate", "Continue a prompt, streaming the generated ids (greedy unless sampling flags say otherwise)") { model, ids, promptText, chat, thinking, stop, maxTokens, draftTokens, json, threads, window, checkTensors };
         sampling.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -37,7 +38,13 @@ internal static class GenerateCommand
             {
                 throw new ArgumentException("--chat wraps --prompt TEXT; it cannot be used with --ids");
             }
+            if (parse.GetValue(thinking) && !parse.GetValue(chat))
+            {
+                throw new ArgumentException("--thinking asks the chat template to let the model think; it needs --chat (and --prompt TEXT)");
+            }
+            int[]? givenIds = idText is not null ? CliParsing.ParseIds(idText) : null;
             SamplingOptions samplingOptions = sampling.Build(parse);
+            sampling.NoteOverrides(parse, parse.InvocationConfiguration.Error);
             int n = parse.GetValue(maxTokens) ?? (sampling.PresetGiven(parse) ? samplingOptions.MaxTokens : 16);
             if (n < 0)
             {
@@ -49,14 +56,14 @@ internal static class GenerateCommand
                 throw new ArgumentException($"--draft-tokens must be 0..3, got {drafts}");
             }
             string dir = parse.GetValue(model)!;
-            using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window) });
+            using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window), CheckTensors = parse.GetValue(checkTensors) });
             // Without tokenizer.json (random and test models), text falls back to byte tokens.
-            MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? ByteLevelTokenizerWriter.LoadOrByteLevel(dir, m.VocabSize, out _) : null;
+            MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? CliParsing.LoadTokenizer(dir, m) : null;
             if (text is not null && parse.GetValue(chat))
             {
                 text = new ChatPrompt(tokenizer!).Render([new ChatMessage("user", text)], parse.GetValue(thinking));
             }
-            int[] prompt = text is not null ? tokenizer!.Encode(text).ToArray() : CliParsing.ParseIds(idText!);
+            int[] prompt = text is not null ? tokenizer!.Encode(text).ToArray() : givenIds!;
             string[] stops = parse.GetValue(stop) ?? [];
             if (stops.Length > 0 && tokenizer is null)
             {
@@ -74,7 +81,8 @@ internal static class GenerateCommand
                 DraftTokens = drafts,
                 Sampler = new Sampler(samplingOptions, m.VocabSize, prompt.Length, tokenizer?.VocabularySize),
                 StopTokenIds = stopIds,
-                Text = text is not null ? new TokenizerTextStream(tokenizer!, stops) : null,
+                // With --ids too: a model that ships a tokenizer gives its text (in --json) and honours --stop.
+                Text = tokenizer is not null ? new TokenizerTextStream(tokenizer, stops) : null,
             };
             var shownText = new System.Text.StringBuilder();
             bool asJson = parse.GetValue(json);
@@ -91,13 +99,13 @@ internal static class GenerateCommand
                 shownText.Append(e.Text);
                 if (!asJson)
                 {
-                    output.Write(request.Text is not null ? e.Text : generated.Count == 1 ? $"{e.Token}" : $",{e.Token}");
+                    output.Write(text is not null ? e.Text : generated.Count == 1 ? $"{e.Token}" : $",{e.Token}");
                     output.Flush();
                 }
             }
             GenerationUsage usage = last!.Usage!;
             shownText.Append(last.Text);
-            if (!asJson && request.Text is not null)
+            if (!asJson && text is not null)
             {
                 output.Write(last.Text);
             }
@@ -112,8 +120,9 @@ internal static class GenerateCommand
                     generated_tokens = usage.CompletionTokens,
                     prefill_seconds = usage.PrefillTime.TotalSeconds,
                     decode_seconds = usage.DecodeTime.TotalSeconds,
-                    prefill_tokens_per_s = usage.PrefillTokensPerSecond,
-                    decode_tokens_per_s = usage.DecodeTokensPerSecond,
+                    // null when nothing was timed (--max-tokens 0 runs no forward; one token has no decode interval).
+                    prefill_tokens_per_s = Rate(usage.PromptTokens, usage.PrefillTime),
+                    decode_tokens_per_s = Rate(usage.CompletionTokens - 1, usage.DecodeTime),
                     draft_tokens = Math.Min(drafts, m.MtpHeads),
                     mean_acceptance_length = usage.MeanAcceptanceLength,
                     head_acceptance_rates = usage.HeadAcceptanceRates,
@@ -122,12 +131,17 @@ internal static class GenerateCommand
             else
             {
                 output.WriteLine();
-                output.WriteLine($"[{last.Finish.ToString().ToLowerInvariant()}] prefill {usage.PromptTokens} tokens at {usage.PrefillTokensPerSecond:F1} tok/s, " +
-                    $"decode {usage.CompletionTokens} tokens at {usage.DecodeTokensPerSecond:F1} tok/s" +
+                output.WriteLine($"[{last.Finish.ToString().ToLowerInvariant()}] prefill {usage.PromptTokens} tokens{RateText(usage.PromptTokens, usage.PrefillTime)}, " +
+                    $"decode {usage.CompletionTokens} tokens{RateText(usage.CompletionTokens - 1, usage.DecodeTime)}" +
                     (drafts > 0 ? $", acceptance length {usage.MeanAcceptanceLength:F2}" : ""));
             }
             return 0;
         });
         return command;
     }
+
+    /// <summary>Tokens per second, or null when no time was measured for them.</summary>
+    internal static double? Rate(int tokens, TimeSpan time) => tokens > 0 && time > TimeSpan.Zero ? tokens / time.TotalSeconds : null;
+
+    private static string RateText(int tokens, TimeSpan time) => Rate(tokens, time) is double rate ? $" at {rate:F1} tok/s" : " (not timed)";
 }

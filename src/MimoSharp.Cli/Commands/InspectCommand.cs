@@ -24,9 +24,14 @@ internal static class InspectCommand
             {
                 throw new ArgumentException($"--context must be positive, got {ctx}");
             }
+            int assumedHeads = parse.GetValue(mtp);
+            if (assumedHeads is < 0 or > ConfigLimits.MaxMtpHeads)
+            {
+                throw new ArgumentException($"--mtp-layers is {assumedHeads}; expected 0..{ConfigLimits.MaxMtpHeads}");
+            }
             MimoConfig config = MimoConfig.Load(dir);
             using Checkpoint? checkpoint = Checkpoint.HasWeights(dir) ? Checkpoint.Open(dir) : null;
-            ModelSummary s = ModelSummary.From(config, checkpoint, parse.GetValue(mtp));
+            ModelSummary s = ModelSummary.From(config, checkpoint, assumedHeads);
             MimoDerivedConfig d = config.Derived;
             long weightBytes = s.BytesByDType.Values.Sum();
             if (parse.GetValue(json))

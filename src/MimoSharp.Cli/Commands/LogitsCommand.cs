@@ -19,39 +19,60 @@ internal static class LogitsCommand
         var mainOut = new Option<string>("--output") { Description = "Where to write the main logits (.npy)", Required = true };
         var mtpOut = new Option<string?>("--mtp-output") { Description = "Where to write the MTP heads' logits (.npy)" };
         var window = WindowOption();
-        var command = new Command("logits", "Write the logits of every position (and of the MTP heads) as NumPy .npy files") { model, ids, mainOut, mtpOut, window };
+        var checkTensors = CliParsing.CheckTensorsOption();
+        var command = new Command("logits", "Write the logits of every position (and of the MTP heads) as NumPy .npy files") { model, ids, mainOut, mtpOut, window, checkTensors };
         command.SetAction(parse =>
         {
             int[] tokens = CliParsing.ParseIds(parse.GetValue(ids)!);
-            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { WindowConvention = parse.GetValue(window) });
-            int t = tokens.Length, h = m.HiddenSize, v = m.VocabSize;
+            // Every output is checked before the forward pass, and written only once all are computed.
+            string mainPath = CliParsing.CheckOutputFile(parse.GetValue(mainOut)!, "--output");
+            string? mtpPath = parse.GetValue(mtpOut) is string given ? CliParsing.CheckOutputFile(given, "--mtp-output") : null;
+            if (mtpPath is not null && mtpPath == mainPath)
+            {
+                throw new ArgumentException($"--mtp-output {parse.GetValue(mtpOut)} is the same file as --output; expected two different files");
+            }
+            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { WindowConvention = parse.GetValue(window), CheckTensors = parse.GetValue(checkTensors) });
+            int t = tokens.Length, h = m.HiddenSize, v = m.VocabSize, heads = m.MtpHeads;
+            int rows = t - heads;
+            if (mtpPath is not null && heads == 0)
+            {
+                throw new ArgumentException("--mtp-output given but the checkpoint has no MTP layers (model.mtp.layers.*)");
+            }
+            if (mtpPath is not null && rows <= 0)
+            {
+                throw new ArgumentException($"--mtp-output needs more than {heads} ids (one row per position with all {heads} heads' inputs known); got {t}");
+            }
             SequenceKvCache cache = m.CreateCache(initialCapacity: t);
             var hidden = new float[t * h];
             var logits = new float[(long)t * v];
             m.Forward([new SequenceInput(cache, tokens)], hidden, logits);
-            Npy.WriteFloat32(parse.GetValue(mainOut)!, logits, t, v);
-            output.WriteLine($"wrote {parse.GetValue(mainOut)} [{t}, {v}]");
-
-            if (parse.GetValue(mtpOut) is string mtpPath)
+            float[]? mtpLogits = null;
+            if (mtpPath is not null)
             {
-                int heads = m.MtpHeads;
-                if (heads == 0)
-                {
-                    throw new ArgumentException("--mtp-output given but the checkpoint has no MTP layers (model.mtp.layers.*)");
-                }
-                int rows = t - heads;
-                if (rows <= 0)
-                {
-                    throw new ArgumentException($"--mtp-output needs more than {heads} ids (one row per position with all {heads} heads' inputs known); got {t}");
-                }
-                var mtpLogits = new float[(long)heads * rows * v];
+                mtpLogits = new float[(long)heads * rows * v];
                 for (int k = 0; k < heads; k++)
                 {
                     m.ForwardMtp(k, [new MtpInput(cache, tokens[(k + 1)..(k + 1 + rows)], hidden.AsMemory(0, rows * h))],
                         mtpLogits.AsSpan(k * rows * v, rows * v));
                 }
-                Npy.WriteFloat32(mtpPath, mtpLogits, heads, rows, v);
-                output.WriteLine($"wrote {mtpPath} [{heads}, {rows}, {v}]");
+            }
+            CliParsing.WriteAtomically(mainPath, "--output", path => Npy.WriteFloat32(path, logits, t, v));
+            if (mtpPath is not null)
+            {
+                try
+                {
+                    CliParsing.WriteAtomically(mtpPath, "--mtp-output", path => Npy.WriteFloat32(path, mtpLogits!, heads, rows, v));
+                }
+                catch
+                {
+                    File.Delete(mainPath); // no half of the result left behind
+                    throw;
+                }
+            }
+            output.WriteLine($"wrote {parse.GetValue(mainOut)} [{t}, {v}]");
+            if (mtpPath is not null)
+            {
+                output.WriteLine($"wrote {parse.GetValue(mtpOut)} [{heads}, {rows}, {v}]");
             }
             return 0;
         });

@@ -25,7 +25,13 @@ internal static class QuantizeCommand
                 "q4_0" or "q4" => GroupFormat.Q4_0,
                 _ => throw new ArgumentException($"--type is \"{typeName}\"; expected q8_0 or q4_0"),
             };
-            long? shardBytes = parse.GetValue(shardMb) is long mb ? (mb > 0 ? mb * 1024 * 1024 : throw new ArgumentException($"--shard-mb must be positive, got {mb}")) : null;
+            long? shardBytes = CliParsing.ShardBytes(parse.GetValue(shardMb));
+            string source = parse.GetValue(model)!, target = parse.GetValue(dir)!;
+            if (Path.GetFullPath(source) != Path.GetFullPath(target))
+            {
+                // The quantizer refuses the same directory itself, naming why.
+                CliParsing.CheckNewOutputDirectory(target, "--output", "a quantized checkpoint");
+            }
             var started = System.Diagnostics.Stopwatch.StartNew();
             QuantizeReport report = CheckpointQuantizer.Quantize(parse.GetValue(model)!, parse.GetValue(dir)!, format, shardBytes);
             output.WriteLine(

@@ -6,7 +6,7 @@ namespace MimoSharp.Cli.Commands;
 /// <summary>Sampling options shared by generate and chat: a preset, then explicit flags over it.</summary>
 internal sealed class SamplingFlags
 {
-    private readonly Option<string?> _preset = new("--preset") { Description = $"Sampling preset: {string.Join(", ", SamplingPresets.Names)}" };
+    private readonly Option<string?> _preset = new("--preset") { Description = $"Sampling preset: {string.Join(", ", SamplingPresets.Names)}; explicit sampling flags given with it win over its values" };
     private readonly Option<float?> _temperature = new("--temperature") { Description = "0 = greedy" };
     private readonly Option<int?> _topK = new("--top-k") { Description = "Keep the k most likely tokens (0 = off)" };
     private readonly Option<float?> _topP = new("--top-p") { Description = "Nucleus sampling threshold in (0, 1]" };
@@ -24,12 +24,15 @@ internal sealed class SamplingFlags
         }
     }
 
-    /// <summary>The options; greedy unless a preset or a temperature says otherwise.</summary>
+    /// <summary>
+    /// The options; greedy unless a preset or a temperature says otherwise. An explicit flag wins over the
+    /// preset's value for it; the preset supplies the rest. Invalid values are refused naming the flag.
+    /// </summary>
     public SamplingOptions Build(ParseResult parse, string? presetOverride = null)
     {
         string? preset = presetOverride ?? parse.GetValue(_preset);
         SamplingOptions options = preset is null ? new SamplingOptions { Temperature = 0f } : SamplingPresets.Get(preset);
-        return options with
+        options = options with
         {
             Temperature = parse.GetValue(_temperature) ?? options.Temperature,
             TopK = parse.GetValue(_topK) ?? options.TopK,
@@ -40,7 +43,59 @@ internal sealed class SamplingFlags
             FrequencyPenalty = parse.GetValue(_frequency) ?? options.FrequencyPenalty,
             Seed = parse.GetValue(_seed) ?? options.Seed,
         };
+        try
+        {
+            return options.Validate();
+        }
+        catch (ArgumentException ex) when (ex.ParamName is string name && FlagOf(name) is string flag)
+        {
+            throw new ArgumentException($"{flag}: {ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal)}");
+        }
     }
 
     public bool PresetGiven(ParseResult parse) => parse.GetValue(_preset) is not null;
+
+    /// <summary>"--temperature 0.5 (the preset's 0.6)" for every explicit flag that overrides <paramref name="preset"/>.</summary>
+    public IReadOnlyList<string> Overrides(ParseResult parse, string preset)
+    {
+        SamplingOptions p = SamplingPresets.Get(preset);
+        var overrides = new List<string>();
+        void Add<T>(Option<T?> option, T presetValue) where T : struct
+        {
+            if (parse.GetResult(option) is { Implicit: false } && parse.GetValue(option) is T value)
+            {
+                overrides.Add($"{option.Name} {value} (the preset's {presetValue})");
+            }
+        }
+        Add(_temperature, p.Temperature);
+        Add(_topK, p.TopK);
+        Add(_topP, p.TopP);
+        Add(_minP, p.MinP);
+        Add(_repetition, p.RepetitionPenalty);
+        Add(_presence, p.PresencePenalty);
+        Add(_frequency, p.FrequencyPenalty);
+        return overrides;
+    }
+
+    /// <summary>Writes to <paramref name="notes"/> which explicit flags override the preset (they win).</summary>
+    public void NoteOverrides(ParseResult parse, TextWriter notes)
+    {
+        if (parse.GetValue(_preset) is string preset && Overrides(parse, preset) is { Count: > 0 } list)
+        {
+            notes.WriteLine($"note: explicit sampling flags win over --preset {preset}: {string.Join(", ", list)}");
+        }
+    }
+
+    private static string? FlagOf(string parameter) => parameter switch
+    {
+        nameof(SamplingOptions.Temperature) => "--temperature",
+        nameof(SamplingOptions.TopK) => "--top-k",
+        nameof(SamplingOptions.TopP) => "--top-p",
+        nameof(SamplingOptions.MinP) => "--min-p",
+        nameof(SamplingOptions.RepetitionPenalty) => "--repetition-penalty",
+        nameof(SamplingOptions.PresencePenalty) => "--presence-penalty",
+        nameof(SamplingOptions.FrequencyPenalty) => "--frequency-penalty",
+        nameof(SamplingOptions.MaxTokens) => "--max-tokens",
+        _ => null,
+    };
 }

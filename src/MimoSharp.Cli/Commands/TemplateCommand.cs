@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MimoSharp.Tensors.Storage;
 using MimoSharp.Tokenization;
 using MimoSharp.Tokenization.Templates;
 
@@ -35,17 +36,14 @@ internal static class TemplateCommand
 
     private static JsonArray ReadArray(string path, string option)
     {
-        if (!File.Exists(path))
-        {
-            throw new ArgumentException($"{option} {path}: file not found");
-        }
+        string text = InputFile.ReadText(path, "a JSON file", 64L << 20, message => new ArgumentException($"{option} {message}"));
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonArray ?? throw new ArgumentException($"{option} {path}: expected a JSON array");
+            return JsonNode.Parse(text) as JsonArray ?? throw new ArgumentException($"{option} {path}: expected a JSON array");
         }
         catch (JsonException ex)
         {
-            throw new ArgumentException($"{option} {path}: invalid JSON: {ex.Message}");
+            throw new ArgumentException($"{option} {path}: invalid JSON: {InputFile.DescribeJsonError(ex)}");
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using MimoSharp.Tensors.Storage;
 using MimoSharp.Tokenization;
 
 namespace MimoSharp.Cli.Commands;
@@ -21,12 +22,9 @@ internal static class TokenizeCommand
             {
                 throw new ArgumentException("give exactly one of --text TEXT or --file FILE");
             }
-            if (f is not null && !File.Exists(f))
-            {
-                throw new ArgumentException($"--file {f}: file not found");
-            }
+            string input = t ?? InputFile.ReadText(f!, "a UTF-8 text file", 256L << 20, message => new ArgumentException($"--file {message}"));
             MimoTokenizer tokenizer = MimoTokenizer.Load(parse.GetValue(model)!);
-            IReadOnlyList<int> ids = tokenizer.Encode(t ?? File.ReadAllText(f!));
+            IReadOnlyList<int> ids = tokenizer.Encode(input);
             string[] pieces = ids.Select(id => tokenizer.IdToToken(id) ?? "").ToArray();
             if (parse.GetValue(json))
             {

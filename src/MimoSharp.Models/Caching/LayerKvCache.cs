@@ -16,6 +16,7 @@ public sealed class LayerKvCache
     private int _slots;
     private readonly int _slotLimit;
     private int _floor; // a ring restored from a snapshot holds nothing below this position
+    private int _highWater; // one past the highest position ever written: removed positions' slots overwrote older ones
 
     public int KeyWidth { get; }
     public int ValueWidth { get; }
@@ -25,7 +26,7 @@ public sealed class LayerKvCache
     /// <summary>Positions appended so far; the next position to be written.</summary>
     public int Length { get; private set; }
     /// <summary>The oldest position still held.</summary>
-    public int FirstHeld => IsRing ? Math.Max(_floor, Math.Max(0, Length - _slots)) : 0;
+    public int FirstHeld => IsRing ? Math.Max(_floor, Math.Max(0, _highWater - _slots)) : 0;
     /// <summary>How many of the last positions can still be removed.</summary>
     public int MaxRemovable => !IsRing || FirstHeld == 0 ? Length : Math.Max(0, Length - (FirstHeld + WindowKeys - 1));
     /// <summary>Positions the storage holds now (ring capacity, or the grown size of a global cache).</summary>
@@ -99,6 +100,7 @@ public sealed class LayerKvCache
             _slots = slots;
         }
         Length = needed;
+        _highWater = Math.Max(_highWater, needed);
         return first;
     }
 
@@ -146,6 +148,7 @@ public sealed class LayerKvCache
         snapshot._values.CopyTo(_values, 0);
         _floor = snapshot.FirstHeld;
         Length = length;
+        _highWater = length;
     }
 
     /// <summary>Removes the last <paramref name="count"/> positions.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using MimoSharp.Tensors.Storage;
 
 namespace MimoSharp.Models.Configuration;
 
@@ -101,7 +102,12 @@ public sealed record MimoConfig
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         ReadCommentHandling = JsonCommentHandling.Skip,
         AllowTrailingCommas = true,
+        // A key given twice is a mistake to report, not a choice to make silently.
+        AllowDuplicateProperties = false,
     };
+
+    /// <summary>config.json files larger than this are refused (the real one is 3 KB).</summary>
+    public const long MaxFileBytes = 16L << 20;
 
     /// <summary>Reads and validates a config.json.</summary>
     public static MimoConfig Load(string path)
@@ -114,7 +120,8 @@ public sealed record MimoConfig
         {
             throw new ModelConfigException($"{path}: config.json not found");
         }
-        return Parse(File.ReadAllText(path), path);
+        string text = InputFile.ReadText(path, "a config.json file", MaxFileBytes, message => new ModelConfigException(message));
+        return Parse(text, path);
     }
 
     /// <summary>Parses and validates config.json text; <paramref name="source"/> names it in errors.</summary>
@@ -127,8 +134,7 @@ public sealed record MimoConfig
         }
         catch (JsonException ex)
         {
-            string where = ex.Path is null ? "" : $" at {ex.Path}";
-            throw new ModelConfigException($"{source}: invalid JSON{where} (line {ex.LineNumber + 1}): {ex.Message}", ex);
+            throw new ModelConfigException($"{source}: {InputFile.DescribeJsonError(ex, ConfigKeyTypes.Expected, json)}", ex);
         }
         if (config is null)
         {
@@ -150,10 +156,11 @@ public sealed record MimoConfig
     /// <summary>EOS ids declared by the config (an id or a list; empty if null).</summary>
     public IReadOnlyList<int> EosTokenIds => ReadIds(EosTokenId);
 
-    private static int[] ReadIds(JsonElement? element) => element switch
+    /// <summary>Ids of an id-or-list key; <see cref="Validate"/> has checked each is an integer in the vocabulary.</summary>
+    internal static int[] ReadIds(JsonElement? element) => element switch
     {
-        { ValueKind: JsonValueKind.Number } e => [e.GetInt32()],
-        { ValueKind: JsonValueKind.Array } e => e.EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+        { ValueKind: JsonValueKind.Number } e when e.TryGetInt32(out int id) => [id],
+        { ValueKind: JsonValueKind.Array } e => e.EnumerateArray().Select(x => x.TryGetInt32(out int id) ? id : -1).ToArray(),
         _ => [],
     };
 }

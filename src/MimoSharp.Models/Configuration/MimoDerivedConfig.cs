@@ -1,3 +1,4 @@
+using System.Text.Json;
 using MimoSharp.Tensors;
 namespace MimoSharp.Models.Configuration;
 
@@ -48,6 +49,23 @@ public sealed record MimoDerivedConfig
         return this with { Sliding = Sliding with { WindowKeys = keys } };
     }
 
+    /// <summary>An id-or-list key (eos_token_id, ...): null, or integers in [0, vocab_size).</summary>
+    private static void CheckTokenIds(System.Text.Json.JsonElement? ids, string key, int vocab, Func<string, ModelConfigException> fail)
+    {
+        if (ids is not { } element || element.ValueKind == System.Text.Json.JsonValueKind.Null)
+        {
+            return;
+        }
+        IEnumerable<System.Text.Json.JsonElement> items = element.ValueKind == System.Text.Json.JsonValueKind.Array ? element.EnumerateArray() : [element];
+        foreach (System.Text.Json.JsonElement item in items)
+        {
+            if (item.ValueKind != System.Text.Json.JsonValueKind.Number || !item.TryGetInt32(out int id) || id < 0 || id >= vocab)
+            {
+                throw fail($"\"{key}\" holds {item.GetRawText()}; expected a token id in [0, {vocab}) (\"vocab_size\"), or a list of them");
+            }
+        }
+    }
+
     internal static MimoDerivedConfig From(MimoConfig c)
     {
         string src = c.Source;
@@ -60,18 +78,50 @@ public sealed record MimoDerivedConfig
             }
         }
 
+        // Sizes are bounded before anything is sized from them (ConfigLimits says why each bound).
+        void InRange(int value, string key, int max)
+        {
+            Positive(value, key);
+            if (value > max)
+            {
+                throw Fail($"\"{key}\" is {value}; at most {max} is supported");
+            }
+        }
+        void Finite(double? value, string key, bool positive)
+        {
+            if (value is double v && (!double.IsFinite(v) || (positive && v <= 0)))
+            {
+                throw Fail($"\"{key}\" is {v}; expected a finite{(positive ? " positive" : "")} number");
+            }
+        }
+
         if (c.ModelType is not null and not "mimo_v2_flash" and not "")
         {
             throw Fail($"\"model_type\" is \"{c.ModelType}\"; expected \"mimo_v2_flash\" (MiMo-V2.5/2.6 \"mimo_v2\" checkpoints use a different layout)");
         }
-        Positive(c.VocabSize, "vocab_size");
-        Positive(c.HiddenSize, "hidden_size");
-        Positive(c.IntermediateSize, "intermediate_size");
-        Positive(c.NumHiddenLayers, "num_hidden_layers");
-        Positive(c.NumAttentionHeads, "num_attention_heads");
-        Positive(c.NumKeyValueHeads, "num_key_value_heads");
-        Positive(c.HeadDim, "head_dim");
-        Positive(c.VHeadDim, "v_head_dim");
+        InRange(c.VocabSize, "vocab_size", ConfigLimits.MaxVocab);
+        InRange(c.HiddenSize, "hidden_size", ConfigLimits.MaxHidden);
+        InRange(c.IntermediateSize, "intermediate_size", ConfigLimits.MaxIntermediate);
+        InRange(c.NumHiddenLayers, "num_hidden_layers", ConfigLimits.MaxLayers);
+        InRange(c.NumAttentionHeads, "num_attention_heads", ConfigLimits.MaxHeads);
+        InRange(c.NumKeyValueHeads, "num_key_value_heads", ConfigLimits.MaxHeads);
+        InRange(c.HeadDim, "head_dim", ConfigLimits.MaxHeadDim);
+        InRange(c.VHeadDim, "v_head_dim", ConfigLimits.MaxHeadDim);
+        // A sequence holds at least the prompt's token and one generated token.
+        if (c.MaxPositionEmbeddings is < 2 or > ConfigLimits.MaxPositions)
+        {
+            throw Fail($"\"max_position_embeddings\" is {c.MaxPositionEmbeddings}; expected 2..{ConfigLimits.MaxPositions}");
+        }
+        foreach ((JsonElement? ids, string key) in new[] { (c.EosTokenId, "eos_token_id"), (c.BosTokenId, "bos_token_id"), (c.PadTokenId, "pad_token_id") })
+        {
+            CheckTokenIds(ids, key, c.VocabSize, Fail);
+        }
+        Finite(c.AttentionValueScale, "attention_value_scale", positive: true);
+        Finite(c.RoutedScalingFactor, "routed_scaling_factor", positive: true);
+        Finite(c.PartialRotaryFactor, "partial_rotary_factor", positive: true);
+        Finite(c.RopeTheta, "rope_theta", positive: true);
+        Finite(c.SwaRopeTheta, "swa_rope_theta", positive: true);
+        Finite(c.LayerNormEpsilon, "layernorm_epsilon", positive: true);
 
         var pattern = c.HybridLayerPattern ?? throw Fail("\"hybrid_layer_pattern\" is missing; expected a list of 0 (global) / 1 (sliding) per layer");
         if (pattern.Count != c.NumHiddenLayers)
@@ -111,11 +161,11 @@ public sealed record MimoDerivedConfig
             throw Fail($"\"sliding_window\" ({a}) and \"sliding_window_size\" ({b}) disagree");
         }
         // MTP heads are sliding-window layers too, so the window and the swa_* sizes are always needed.
-        Positive(window, "sliding_window");
-        Positive(c.SwaNumAttentionHeads, "swa_num_attention_heads");
-        Positive(c.SwaNumKeyValueHeads, "swa_num_key_value_heads");
-        Positive(c.SwaHeadDim, "swa_head_dim");
-        Positive(c.SwaVHeadDim, "swa_v_head_dim");
+        InRange(window, "sliding_window", ConfigLimits.MaxPositions);
+        InRange(c.SwaNumAttentionHeads, "swa_num_attention_heads", ConfigLimits.MaxHeads);
+        InRange(c.SwaNumKeyValueHeads, "swa_num_key_value_heads", ConfigLimits.MaxHeads);
+        InRange(c.SwaHeadDim, "swa_head_dim", ConfigLimits.MaxHeadDim);
+        InRange(c.SwaVHeadDim, "swa_v_head_dim", ConfigLimits.MaxHeadDim);
 
         if (c.NumAttentionHeads % c.NumKeyValueHeads != 0)
         {
@@ -163,9 +213,14 @@ public sealed record MimoDerivedConfig
         int topkGroups = c.TopkGroup ?? 1;
         if (anyMoe)
         {
-            Positive(c.MoeIntermediateSize, "moe_intermediate_size");
-            Positive(c.NRoutedExperts, "n_routed_experts");
+            InRange(c.MoeIntermediateSize, "moe_intermediate_size", ConfigLimits.MaxIntermediate);
+            InRange(c.NRoutedExperts, "n_routed_experts", ConfigLimits.MaxExperts);
             Positive(c.NumExpertsPerTok, "num_experts_per_tok");
+            long expertTensors = 3L * c.NRoutedExperts * isMoe.Count(m => m);
+            if (expertTensors > ConfigLimits.MaxTensors)
+            {
+                throw Fail($"\"n_routed_experts\" {c.NRoutedExperts} in {isMoe.Count(m => m)} MoE layers (\"moe_layer_freq\") gives {expertTensors} expert tensors; at most {ConfigLimits.MaxTensors} tensors are supported");
+            }
             if (c.NumExpertsPerTok > c.NRoutedExperts)
             {
                 throw Fail($"\"num_experts_per_tok\" ({c.NumExpertsPerTok}) exceeds \"n_routed_experts\" ({c.NRoutedExperts})");

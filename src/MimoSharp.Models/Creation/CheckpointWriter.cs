@@ -10,12 +10,15 @@ public static class CheckpointWriter
     /// would pass that size, never separating a weight from the scales that follow it ("X.weight_scale_inv",
     /// "X.weight_scale").
     /// </summary>
-    public static void Write(string directory, IReadOnlyList<TensorToWrite> tensors, long? maxShardBytes)
+    /// <param name="progress">Called after each tensor with the tensor bytes written so far.</param>
+    public static void Write(string directory, IReadOnlyList<TensorToWrite> tensors, long? maxShardBytes, Action<long>? progress = null)
     {
+        long written = 0;
+        Action<TensorToWrite>? done = progress is null ? null : t => progress(written += t.ByteLength);
         System.IO.Directory.CreateDirectory(directory);
         if (maxShardBytes is not long maxShard)
         {
-            SafetensorsWriter.Write(Path.Combine(directory, Checkpoint.SingleFileName), tensors);
+            SafetensorsWriter.Write(Path.Combine(directory, Checkpoint.SingleFileName), tensors, tensorWritten: done);
             return;
         }
         var shards = new List<List<TensorToWrite>> { new() };
@@ -48,7 +51,7 @@ public static class CheckpointWriter
         for (int s = 0; s < shards.Count; s++)
         {
             string file = $"model-{s + 1:D5}-of-{shards.Count:D5}.safetensors";
-            SafetensorsWriter.Write(Path.Combine(directory, file), shards[s]);
+            SafetensorsWriter.Write(Path.Combine(directory, file), shards[s], tensorWritten: done);
             foreach (TensorToWrite t in shards[s])
             {
                 weightMap[t.Name] = file;

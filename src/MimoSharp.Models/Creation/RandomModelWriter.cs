@@ -15,6 +15,8 @@ public sealed record RandomModelOptions
     public long? MaxShardBytes { get; init; }
     /// <summary>Write config.json only (to size a machine for a geometry without writing its weights).</summary>
     public bool ConfigOnly { get; init; }
+    /// <summary>Called after each tensor with the bytes of tensor data written so far.</summary>
+    public Action<long>? Progress { get; init; }
 }
 
 /// <summary>
@@ -60,7 +62,7 @@ public static class RandomModelWriter
             }
         }
 
-        CheckpointWriter.Write(directory, tensors, options.MaxShardBytes);
+        CheckpointWriter.Write(directory, tensors, options.MaxShardBytes, options.Progress);
     }
 
     private static (float Mean, float Std) Init(TensorSpec spec) => spec.Role switch

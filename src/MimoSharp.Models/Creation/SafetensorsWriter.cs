@@ -14,7 +14,7 @@ public sealed record TensorToWrite(string Name, DType DType, long[] Shape, Actio
 /// <summary>Writes safetensors files (header first, then each tensor's bytes streamed in order) and the shard index.</summary>
 public static class SafetensorsWriter
 {
-    public static void Write(string path, IReadOnlyList<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(string path, IReadOnlyList<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata = null, Action<TensorToWrite>? tensorWritten = null)
     {
         byte[] header = BuildHeader(tensors, metadata);
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
@@ -30,6 +30,7 @@ public static class SafetensorsWriter
             {
                 throw new InvalidOperationException($"tensor {tensor.Name} wrote {stream.Position - before} bytes, expected {tensor.ByteLength}");
             }
+            tensorWritten?.Invoke(tensor);
         }
     }
 

@@ -25,6 +25,9 @@ public sealed class ForwardWorkspace
     /// <summary>The one-row MoE path's work items.</summary>
     internal MoeFeedForward.ExpertJob ExpertJob { get; } = new();
 
+    /// <summary>The few-rows MoE path's work items.</summary>
+    internal MoeFeedForward.BatchExpertJob BatchExpertJob { get; } = new();
+
     /// <summary>Attention: the cache of each row of the call, [rows].</summary>
     internal LayerKvCache[] RowCaches(int rows)
     {
@@ -61,6 +64,13 @@ public sealed class ForwardWorkspace
     {
         Floats(name, length);
         return _buffers[name];
+    }
+
+    /// <summary>The backing array of a named int buffer.</summary>
+    public int[] IntArray(string name, int length)
+    {
+        Ints(name, length);
+        return _intBuffers[name];
     }
 
     public Span<int> Ints(string name, int length)

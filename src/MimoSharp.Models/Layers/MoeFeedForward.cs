@@ -87,6 +87,11 @@ public sealed class MoeFeedForward
             ForwardOneRow(input, output, selected, weights, ws);
             return;
         }
+        if (rows <= FewRows)
+        {
+            ForwardFewRows(input, output, rows, counts, order, weights, ws);
+            return;
+        }
         Span<float> gathered = ws.Floats("moe.in", rows * _hidden);
         Span<float> expertOut = ws.Floats("moe.out", rows * _hidden);
         for (int e = 0; e < experts; e++)
@@ -141,6 +146,88 @@ public sealed class MoeFeedForward
         for (int k = 0; k < _topK; k++)
         {
             VectorMath.MultiplyAdd(job.Out.AsSpan(k * _hidden, _hidden), weights[k], output[.._hidden], _kernels.Isa);
+        }
+    }
+
+    /// <summary>Batches up to this many rows (a decode step of several sequences) run whole experts per thread.</summary>
+    private const int FewRows = 32;
+
+    /// <summary>
+    /// A few rows (continuous batching's decode steps): the rows choose many distinct experts with one
+    /// or two rows each, so per-expert products split over the threads would cost 3 dispatches per
+    /// expert for tiny work. Instead each thread runs whole experts over all their rows, one dispatch
+    /// per layer. The products and the sum (by expert, then row) are those of the general path.
+    /// </summary>
+    private void ForwardFewRows(ReadOnlySpan<float> input, Span<float> output, int rows, ReadOnlySpan<int> counts, ReadOnlySpan<int> order,
+        ReadOnlySpan<float> weights, ForwardWorkspace ws)
+    {
+        int pairs = rows * _topK;
+        int width = _weights.Experts[0].Width;
+        BatchExpertJob job = ws.BatchExpertJob;
+        job.Gathered = ws.FloatArray("moe.few.in", pairs * _hidden);
+        job.Gate = ws.FloatArray("moe.few.gate", pairs * width);
+        job.Up = ws.FloatArray("moe.few.up", pairs * width);
+        job.Out = ws.FloatArray("moe.few.out", pairs * _hidden);
+        if (job.Active.Length < Experts)
+        {
+            job.Active = new int[Experts];
+        }
+        int active = 0;
+        for (int e = 0; e < Experts; e++)
+        {
+            if (counts[e + 1] > counts[e])
+            {
+                job.Active[active++] = e;
+            }
+        }
+        for (int p = 0; p < pairs; p++)
+        {
+            input.Slice(order[p] / _topK * _hidden, _hidden).CopyTo(job.Gathered.AsSpan(p * _hidden, _hidden));
+        }
+        job.Counts = ws.IntArray("moe.counts", Experts + 1);
+        job.Width = width;
+        job.Hidden = _hidden;
+        job.Experts = _weights.Experts;
+        job.Pool = _pool;
+        job.Kernels = _kernels;
+        _pool.Run(job, active, 1);
+        for (int p = 0; p < pairs; p++)
+        {
+            int pair = order[p];
+            VectorMath.MultiplyAdd(job.Out.AsSpan(p * _hidden, _hidden), weights[pair], output.Slice(pair / _topK * _hidden, _hidden), _kernels.Isa);
+        }
+    }
+
+    internal sealed class BatchExpertJob : IParallelJob
+    {
+        public float[] Gathered = [];
+        public float[] Gate = [];
+        public float[] Up = [];
+        public float[] Out = [];
+        public int[] Active = [];
+        public int[] Counts = [];
+        public int Width;
+        public int Hidden;
+        public MlpWeights[] Experts = [];
+        public WorkerPool Pool = WorkerPool.Shared;
+        public KernelMode Kernels;
+
+        public void Execute(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                int e = Active[i];
+                int begin = Counts[e], m = Counts[e + 1] - begin;
+                MlpWeights w = Experts[e];
+                Span<float> gate = Gate.AsSpan(begin * Width, m * Width);
+                Span<float> up = Up.AsSpan(begin * Width, m * Width);
+                ReadOnlySpan<float> x = Gathered.AsSpan(begin * Hidden, m * Hidden);
+                // The pool is busy running this job, so these products run on this thread alone.
+                MatMul.Multiply(w.Gate, x, gate, m, Pool, Kernels);
+                MatMul.Multiply(w.Up, x, up, m, Pool, Kernels);
+                VectorMath.SwiGlu(gate, up, Kernels.Isa);
+                MatMul.Multiply(w.Down, gate, Out.AsSpan(begin * Hidden, m * Hidden), m, Pool, Kernels);
+            }
         }
     }
 

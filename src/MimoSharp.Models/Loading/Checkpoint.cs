@@ -1,6 +1,7 @@
 using System.Text.Json;
 using MimoSharp.Tensors;
 using MimoSharp.Tensors.Quantization;
+using MimoSharp.Tensors.Storage;
 
 namespace MimoSharp.Models.Loading;
 
@@ -13,6 +14,8 @@ public sealed class Checkpoint : IDisposable
 {
     public const string IndexFileName = "model.safetensors.index.json";
     public const string SingleFileName = "model.safetensors";
+    /// <summary>Index files larger than this are refused (the real one is 5 MB).</summary>
+    public const long MaxIndexBytes = 256L << 20;
 
     private readonly List<SafetensorsFile> _files;
     private readonly Dictionary<string, TensorEntry> _tensors;
@@ -113,9 +116,10 @@ public sealed class Checkpoint : IDisposable
 
     private static Dictionary<string, string> ReadIndex(string indexPath)
     {
+        string text = InputFile.ReadText(indexPath, $"a {IndexFileName} file", MaxIndexBytes, message => new CheckpointException(message));
         try
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllText(indexPath));
+            using JsonDocument document = JsonDocument.Parse(text, new JsonDocumentOptions { AllowDuplicateProperties = false });
             if (document.RootElement.ValueKind != JsonValueKind.Object
                 || !document.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)
             {
@@ -134,7 +138,7 @@ public sealed class Checkpoint : IDisposable
         }
         catch (JsonException ex)
         {
-            throw new CheckpointException($"{indexPath}: invalid JSON: {ex.Message}", ex);
+            throw new CheckpointException($"{indexPath}: invalid JSON: {InputFile.DescribeJsonError(ex, text: text)}", ex);
         }
     }
 

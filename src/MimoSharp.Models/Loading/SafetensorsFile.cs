@@ -16,6 +16,8 @@ public sealed class SafetensorsFile : IDisposable
     /// <summary>Headers larger than this are refused as corrupt (the format's own reference limit is 100 MB).</summary>
     private const long MaxHeaderBytes = 100L * 1024 * 1024;
 
+    private static readonly JsonDocumentOptions HeaderOptions = new() { AllowDuplicateProperties = false, MaxDepth = 16 };
+
     private readonly Dictionary<string, TensorEntry> _tensors = new(StringComparer.Ordinal);
 
     public string Path { get; }
@@ -38,6 +40,8 @@ public sealed class SafetensorsFile : IDisposable
         {
             throw new CheckpointException($"{path}: safetensors file not found");
         }
+        // Before mapping: a FIFO or device is refused here instead of blocking or mapping nothing.
+        InputFile.Check(path, "a safetensors file", long.MaxValue, message => new CheckpointException(message));
         WeightStorage storage = readIntoMemory ? new LoadedFile(path) : new MappedFile(path);
         try
         {
@@ -65,13 +69,14 @@ public sealed class SafetensorsFile : IDisposable
         long dataStart = 8 + (long)headerLength;
         long dataLength = storage.Length - dataStart;
         JsonDocument document;
+        string headerText = InputFile.DecodeUtf8(storage.Slice(8, (int)headerLength), $"{path}: header (bytes 8..{dataStart})", message => new CheckpointException(message));
         try
         {
-            document = JsonDocument.Parse(storage.Slice(8, (int)headerLength).ToArray());
+            document = JsonDocument.Parse(headerText, HeaderOptions);
         }
         catch (JsonException ex)
         {
-            throw Fail($"header is not valid JSON: {ex.Message}");
+            throw Fail($"header is not valid JSON: {InputFile.DescribeJsonError(ex, text: headerText)}");
         }
         using (document)
         {
@@ -96,7 +101,10 @@ public sealed class SafetensorsFile : IDisposable
                     continue;
                 }
                 TensorEntry entry = ParseEntry(file, property, dataStart, dataLength);
-                file._tensors.Add(entry.Name, entry);
+                if (!file._tensors.TryAdd(entry.Name, entry))
+                {
+                    throw Fail($"tensor \"{entry.Name}\" appears twice in the header");
+                }
                 ranges.Add((entry.DataOffset - dataStart, entry.DataOffset - dataStart + entry.ByteLength, entry.Name));
             }
             ranges.Sort((x, y) => x.Begin.CompareTo(y.Begin));
@@ -137,17 +145,27 @@ public sealed class SafetensorsFile : IDisposable
             }
             shape.Add(d);
         }
+        long begin = 0, end = 0;
         if (offsetsElement.GetArrayLength() != 2
-            || !offsetsElement[0].TryGetInt64(out long begin) || !offsetsElement[1].TryGetInt64(out long end))
+            || offsetsElement[0].ValueKind != JsonValueKind.Number || offsetsElement[1].ValueKind != JsonValueKind.Number
+            || !offsetsElement[0].TryGetInt64(out begin) || !offsetsElement[1].TryGetInt64(out end))
         {
             throw Fail($"data_offsets {offsetsElement.GetRawText()} must be two integers [begin, end]");
         }
-        long elements = 1;
-        foreach (long d in shape)
+        // Checked: a shape whose byte count wraps (to 0, say) must not pass as a small tensor.
+        long expectedBytes = 1;
+        try
         {
-            elements = checked(elements * d);
+            foreach (long d in shape)
+            {
+                expectedBytes = checked(expectedBytes * d);
+            }
+            expectedBytes = checked(expectedBytes * DTypes.SizeOf(dtype));
         }
-        long expectedBytes = elements * DTypes.SizeOf(dtype);
+        catch (OverflowException)
+        {
+            throw Fail($"{dtypeName} {FormatShape(shape)} needs more than {long.MaxValue} bytes; the shape is corrupt");
+        }
         if (begin < 0 || end < begin)
         {
             throw Fail($"data_offsets [{begin}, {end}] are not an increasing range");

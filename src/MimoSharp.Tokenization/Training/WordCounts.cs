@@ -1,18 +1,15 @@
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace MimoSharp.Tokenization.Training;
 
 /// <summary>
 /// The first stage of BPE training, as Hugging Face's trainer does it: each text is NFC-normalised,
-/// split by the Qwen2 pre-tokenizer regex, each piece mapped to the byte-level alphabet, and the
+/// split by the Qwen2 pre-tokenizer pattern (<see cref="QwenPreTokenizer"/>, by code point as HF does), each piece mapped to the byte-level alphabet, and the
 /// distinct pieces ("words") counted. Merges never cross a word boundary, so training needs only
 /// these counts, not the text.
 /// </summary>
 public sealed class WordCounts
 {
-    private static readonly Regex s_split = new(ByteLevelTokenizerWriter.QwenPattern, RegexOptions.Compiled);
-
     private readonly Dictionary<string, long> _counts = new(StringComparer.Ordinal);
 
     /// <summary>Distinct words (byte-level spellings) and how often each occurred.</summary>
@@ -30,9 +27,11 @@ public sealed class WordCounts
         Dictionary<string, long>.AlternateLookup<ReadOnlySpan<char>> lookup = _counts.GetAlternateLookup<ReadOnlySpan<char>>();
         Span<byte> utf8 = stackalloc byte[256];
         Span<char> spelled = stackalloc char[256];
-        foreach (ValueMatch match in s_split.EnumerateMatches(text))
+        var pieces = new List<(int Offset, int Length)>();
+        QwenPreTokenizer.Split(text, 0, pieces);
+        foreach ((int offset, int length) in pieces)
         {
-            ReadOnlySpan<char> piece = text.AsSpan(match.Index, match.Length);
+            ReadOnlySpan<char> piece = text.AsSpan(offset, length);
             int byteCount = Encoding.UTF8.GetByteCount(piece);
             Span<byte> bytes = byteCount <= utf8.Length ? utf8[..byteCount] : new byte[byteCount];
             Span<char> word = byteCount <= spelled.Length ? spelled[..byteCount] : new char[byteCount];
