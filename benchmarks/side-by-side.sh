@@ -6,8 +6,8 @@
 # Prints both and their ratios. Long (several minutes per round): not a test.
 #
 # This script never builds llama.cpp: give it the directory holding a llama-bench and a llama-quantize
-# that you built by hand outside this repository (e.g. for an AVX2 comparison on any x86 machine:
-# cmake -B build -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON; see llama.cpp's own README).
+# that you built by hand outside this repository (for an AVX2 comparison on an AVX-512 machine, a build
+# with native CPU detection off and AVX2 on, as llama.cpp's own build documentation describes).
 # Writing the GGUF needs that tree's gguf-py (GGUF_PY, default LLAMA_BIN_DIR/../../gguf-py, i.e. a build
 # directory inside the source tree) and /usr/bin/python3 with numpy.
 #

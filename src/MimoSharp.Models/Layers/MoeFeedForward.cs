@@ -272,7 +272,7 @@ public sealed class MoeFeedForward
         }
         if (_groups > 1)
         {
-            MaskGroups(choice);
+            MaskGroups(choice, _groups, _topkGroups);
         }
         for (int k = 0; k < _topK; k++)
         {
@@ -300,12 +300,15 @@ public sealed class MoeFeedForward
         }
     }
 
-    /// <summary>DeepSeek-V3 group-limited routing: keep the experts of the topk_group groups whose top-2 choice scores sum highest.</summary>
-    private void MaskGroups(Span<float> choice)
+    /// <summary>
+    /// DeepSeek-V3 group-limited routing: keep the experts of the topk_group groups whose top-2 choice scores sum highest
+    /// (choice [experts] = sigmoid score + correction bias; the others become -inf). The trainer routes with it too.
+    /// </summary>
+    public static void MaskGroups(Span<float> choice, int groups, int topkGroups)
     {
-        int size = choice.Length / _groups;
-        Span<float> groupScore = stackalloc float[_groups];
-        for (int g = 0; g < _groups; g++)
+        int size = choice.Length / groups;
+        Span<float> groupScore = stackalloc float[groups];
+        for (int g = 0; g < groups; g++)
         {
             float first = float.NegativeInfinity, second = float.NegativeInfinity;
             foreach (float c in choice.Slice(g * size, size))
@@ -322,11 +325,11 @@ public sealed class MoeFeedForward
             }
             groupScore[g] = size > 1 ? first + second : first;
         }
-        Span<bool> keep = stackalloc bool[_groups];
-        for (int k = 0; k < _topkGroups; k++)
+        Span<bool> keep = stackalloc bool[groups];
+        for (int k = 0; k < topkGroups; k++)
         {
             int best = -1;
-            for (int g = 0; g < _groups; g++)
+            for (int g = 0; g < groups; g++)
             {
                 if (!keep[g] && (best < 0 || groupScore[g] > groupScore[best]))
                 {
@@ -335,7 +338,7 @@ public sealed class MoeFeedForward
             }
             keep[best] = true;
         }
-        for (int g = 0; g < _groups; g++)
+        for (int g = 0; g < groups; g++)
         {
             if (!keep[g])
             {

@@ -1,3 +1,5 @@
+using MimoSharp.Models.Layers;
+
 namespace MimoSharp.Training.Ops;
 
 /// <summary>
@@ -105,7 +107,7 @@ public static class RowOps
         }
         if (groups > 1)
         {
-            MaskGroups(choice, groups, topkGroups);
+            MoeFeedForward.MaskGroups(choice, groups, topkGroups);
         }
         for (int k = 0; k < selected.Length; k++)
         {
@@ -164,50 +166,6 @@ public static class RowOps
             float s = scores[selected[k]];
             float ds = scaling / sum * (dweights[k] - weighted / sum);
             dlogits[selected[k]] = ds * s * (1f - s);
-        }
-    }
-
-    /// <summary>DeepSeek-V3 group-limited routing: keep the experts of the topk_group groups whose top-2 choice scores sum highest.</summary>
-    private static void MaskGroups(Span<float> choice, int groups, int topkGroups)
-    {
-        int size = choice.Length / groups;
-        Span<float> groupScore = stackalloc float[groups];
-        for (int g = 0; g < groups; g++)
-        {
-            float first = float.NegativeInfinity, second = float.NegativeInfinity;
-            foreach (float c in choice.Slice(g * size, size))
-            {
-                if (c > first)
-                {
-                    second = first;
-                    first = c;
-                }
-                else if (c > second)
-                {
-                    second = c;
-                }
-            }
-            groupScore[g] = size > 1 ? first + second : first;
-        }
-        Span<bool> keep = stackalloc bool[groups];
-        for (int k = 0; k < topkGroups; k++)
-        {
-            int best = -1;
-            for (int g = 0; g < groups; g++)
-            {
-                if (!keep[g] && (best < 0 || groupScore[g] > groupScore[best]))
-                {
-                    best = g;
-                }
-            }
-            keep[best] = true;
-        }
-        for (int g = 0; g < groups; g++)
-        {
-            if (!keep[g])
-            {
-                choice.Slice(g * size, size).Fill(float.NegativeInfinity);
-            }
         }
     }
 }
