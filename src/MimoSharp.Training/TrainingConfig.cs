@@ -34,6 +34,10 @@ public sealed record TrainingConfig
     [JsonPropertyName("mtp_late_fraction")] public float MtpLateFraction { get; init; } = 0.8f;
     /// <summary>Share of the steps trained with one MTP head; then head 0 is copied to the others and all train jointly.</summary>
     [JsonPropertyName("mtp_replicate_fraction")] public float MtpReplicateFraction { get; init; } = 0.7f;
+    /// <summary>Share of each batch's sequences drawn from chat-train.bin (the chat stage) once <see cref="ChatStartFraction"/> of the steps are done; 0: none.</summary>
+    [JsonPropertyName("chat_fraction")] public float ChatFraction { get; init; }
+    /// <summary>Share of the steps after which chat sequences join the batches.</summary>
+    [JsonPropertyName("chat_start_fraction")] public float ChatStartFraction { get; init; } = 0.6f;
     [JsonPropertyName("eval_interval")] public int EvalInterval { get; init; } = 100;
     [JsonPropertyName("eval_batches")] public int EvalBatches { get; init; } = 4;
     [JsonPropertyName("checkpoint_interval")] public int CheckpointInterval { get; init; } = 200;
@@ -119,6 +123,8 @@ public sealed record TrainingConfig
         Fraction(DecayFraction, "decay_fraction");
         Fraction(MtpLateFraction, "mtp_late_fraction");
         Fraction(MtpReplicateFraction, "mtp_replicate_fraction");
+        Fraction(ChatFraction, "chat_fraction");
+        Fraction(ChatStartFraction, "chat_start_fraction");
         if (MinLearningRate < 0 || MinLearningRate > LearningRate)
         {
             throw new TrainingException($"{Source}: \"min_learning_rate\" {MinLearningRate} must be in [0, learning_rate {LearningRate}]");
@@ -151,6 +157,9 @@ public sealed record TrainingConfig
     public int ActiveHeadsAt(int step) => MtpHeads == 0 ? 0 : step < ReplicateStep ? 1 : MtpHeads;
 
     public int ReplicateStep => (int)Math.Round(MtpReplicateFraction * Steps);
+
+    /// <summary>Sequences of the batch at <paramref name="step"/> drawn from the chat data (the first ones of the batch).</summary>
+    public int ChatRowsAt(int step) => step < (int)Math.Round(ChatStartFraction * Steps) ? 0 : (int)Math.Round(ChatFraction * BatchSize);
 
     public float MtpWeightAt(int step) => step < (int)Math.Round(MtpLateFraction * Steps) ? MtpLossWeight : MtpLossWeightLate;
 }

@@ -20,11 +20,12 @@ public sealed class TrainingRun
     private readonly string _dataDir, _outputDir;
     private readonly TokenDataset _train;
     private readonly TokenDataset? _val;
+    private readonly TokenDataset? _chat, _chatVal;
     private readonly TrainingModel _model;
     private readonly AdamW _optimizer;
     private readonly TextWriter _log;
     private readonly int[] _batch;
-    private long _cursor;
+    private long _cursor, _chatCursor;
 
     public int Step { get; private set; }
     public TrainingConfig Config => _config;
@@ -50,16 +51,27 @@ public sealed class TrainingRun
         _train = TokenDataset.Open(Path.Combine(dataDir, "train.bin"));
         string valPath = Path.Combine(dataDir, "val.bin");
         _val = File.Exists(valPath) ? TokenDataset.Open(valPath) : null;
+        if (config.ChatFraction > 0)
+        {
+            string chatPath = Path.Combine(dataDir, "chat-train.bin");
+            if (!File.Exists(chatPath))
+            {
+                throw new TrainingException($"{config.Source}: \"chat_fraction\" is {config.ChatFraction} but {chatPath} does not exist (`mimo data build` writes it); set chat_fraction to 0 or rebuild the data");
+            }
+            _chat = TokenDataset.Open(chatPath);
+            string chatValPath = Path.Combine(dataDir, "chat-val.bin");
+            _chatVal = File.Exists(chatValPath) ? TokenDataset.Open(chatValPath) : null;
+        }
         int vocab = config.ModelConfig.VocabSize;
         CheckVocabulary(dataDir, vocab);
-        foreach (TokenDataset? d in new[] { _train, _val })
+        foreach (TokenDataset? d in new[] { _train, _val, _chat, _chatVal })
         {
             if (d is not null && d.MaxToken >= vocab)
             {
                 throw new TrainingException($"{d.Path}: holds token id {d.MaxToken} but the model's vocab_size is {vocab}; the data was tokenized with a larger vocabulary than the config's");
             }
         }
-        CheckMemory(config, _train, _val);
+        CheckMemory(config, _train, _val, _chat);
         try
         {
             _model = new TrainingModel(config.ModelConfig, config.MtpHeads, config.BatchSize, config.SequenceLength, pool);
@@ -74,6 +86,12 @@ public sealed class TrainingRun
         if (config.EvalBatches > 0)
         {
             _val?.FillBatch(0, config.BatchSize, config.SequenceLength, _model.TokensPerSequence, _batch); // and val.bin
+            _chatVal?.FillBatch(0, config.BatchSize, config.SequenceLength, _model.TokensPerSequence, _batch);
+        }
+        int chatRows = (int)Math.Round(config.ChatFraction * config.BatchSize);
+        if (_chat is not null && chatRows > 0)
+        {
+            _chat.FillBatch(0, chatRows, config.SequenceLength, _model.TokensPerSequence, _batch);
         }
     }
 
@@ -118,6 +136,7 @@ public sealed class TrainingRun
         var run = new TrainingRun(config, dataDir ?? (string)state["data"]!, outputDir ?? resumeDir, log, pool);
         run.Step = (int)state["step"]!;
         run._cursor = (long)state["data_cursor"]!;
+        run._chatCursor = (long?)state["chat_cursor"] ?? 0;
         run._optimizer.Step = (int)state["adam_step"]!;
         run._model.ActiveMtpHeads = (int)state["active_mtp_heads"]!;
         ReadFloats(Path.Combine(checkpoint, "parameters.bin"), run._model.Parameters);
@@ -154,7 +173,7 @@ public sealed class TrainingRun
     }
 
     /// <summary>Refuses, before allocating anything, a config whose buffers do not fit the memory this process may use.</summary>
-    private static void CheckMemory(TrainingConfig config, TokenDataset train, TokenDataset? val)
+    private static void CheckMemory(TrainingConfig config, TokenDataset train, TokenDataset? val, TokenDataset? chat)
     {
         var m = config.ModelConfig;
         long rows = (long)config.BatchSize * config.SequenceLength;
@@ -177,7 +196,7 @@ public sealed class TrainingRun
         long optimizer = AdamW.StateBytes(layout);
         long model = TrainingModel.EstimateBytes(m, config.MtpHeads, config.BatchSize, config.SequenceLength);
         long activations = model - weights;
-        long data = 2L * (train.Tokens.Length + (val?.Tokens.Length ?? 0));
+        long data = 2L * (train.Tokens.Length + (val?.Tokens.Length ?? 0) + (chat?.Tokens.Length ?? 0));
         long total = model + optimizer + data;
         if (total > available * 0.85)
         {
@@ -212,7 +231,17 @@ public sealed class TrainingRun
             }
             _model.ActiveMtpHeads = heads;
             long started = Stopwatch.GetTimestamp();
-            _cursor = _train.FillBatch(_cursor, _config.BatchSize, _config.SequenceLength, _model.TokensPerSequence, _batch);
+            // The batch's first chatRows sequences come from the chat data, the rest from the corpus.
+            int chatRows = _chat is null ? 0 : _config.ChatRowsAt(Step);
+            int tps = _model.TokensPerSequence;
+            if (chatRows > 0)
+            {
+                _chatCursor = _chat!.FillBatch(_chatCursor, chatRows, _config.SequenceLength, tps, _batch.AsSpan(0, chatRows * tps));
+            }
+            if (chatRows < _config.BatchSize)
+            {
+                _cursor = _train.FillBatch(_cursor, _config.BatchSize - chatRows, _config.SequenceLength, tps, _batch.AsSpan(chatRows * tps));
+            }
             StepResult result = TrainingStep.Run(_model, _optimizer, _batch, schedule.At(Step), _config.MtpWeightAt(Step), _config.GradClip, _config.RouterBiasGamma, Step);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             trainSeconds += seconds;
@@ -249,19 +278,31 @@ public sealed class TrainingRun
         SaveCheckpoint();
     }
 
-    /// <summary>Mean held-out loss (main, MTP) over the first eval_batches batches of val.bin; null without val.bin.</summary>
+    /// <summary>Mean held-out loss (main, MTP) over the first eval_batches batches of val.bin (and of chat-val.bin in the chat stage); null without val.bin.</summary>
     public StepLosses? Evaluate()
     {
         if (_val is null || _config.EvalBatches == 0)
         {
             return null;
         }
+        StepLosses result = Evaluate(_val, "val");
+        AppendMetrics(new JsonObject { ["step"] = Step, ["val_loss"] = result.Main, ["val_mtp_loss"] = result.Mtp });
+        if (_chatVal is not null)
+        {
+            StepLosses chat = Evaluate(_chatVal, "chat val");
+            AppendMetrics(new JsonObject { ["step"] = Step, ["chat_val_loss"] = chat.Main, ["chat_val_mtp_loss"] = chat.Mtp });
+        }
+        return result;
+    }
+
+    private StepLosses Evaluate(TokenDataset data, string name)
+    {
         long cursor = 0;
         double main = 0, mtp = 0;
         int batches = 0;
         for (int i = 0; i < _config.EvalBatches; i++)
         {
-            long next = _val.FillBatch(cursor, _config.BatchSize, _config.SequenceLength, _model.TokensPerSequence, _batch);
+            long next = data.FillBatch(cursor, _config.BatchSize, _config.SequenceLength, _model.TokensPerSequence, _batch);
             StepLosses l = _model.Forward(_batch, 0f, computeGradients: false);
             main += l.Main;
             mtp += l.Mtp;
@@ -273,8 +314,7 @@ public sealed class TrainingRun
             cursor = next;
         }
         var result = new StepLosses((float)(main / batches), (float)(mtp / batches), 0);
-        _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"eval step {Step}: val loss {result.Main:F4} | val mtp {result.Mtp:F4} ({batches} batches)"));
-        AppendMetrics(new JsonObject { ["step"] = Step, ["val_loss"] = result.Main, ["val_mtp_loss"] = result.Mtp });
+        _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"eval step {Step}: {name} loss {result.Main:F4} | {name} mtp {result.Mtp:F4} ({batches} batches)"));
         return result;
     }
 
@@ -298,6 +338,7 @@ public sealed class TrainingRun
         {
             ["step"] = Step,
             ["data_cursor"] = _cursor,
+            ["chat_cursor"] = _chatCursor,
             ["adam_step"] = _optimizer.Step,
             ["active_mtp_heads"] = _model.ActiveMtpHeads,
             ["data"] = Path.GetFullPath(_dataDir),
