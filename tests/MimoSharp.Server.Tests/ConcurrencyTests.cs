@@ -1,6 +1,7 @@
 using System.ClientModel;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using OpenAI;
 using OpenAI.Chat;
@@ -190,5 +191,22 @@ public sealed class ConcurrencyTests(ParallelServerFixture fixture) : IClassFixt
         StreamResult next = await Stream(Client(), "still there?", 8);
         Assert.Equal(8, next.Usage!.OutputTokenCount);
         Assert.Equal(0, await fixture.RunningSequences());
+    }
+    [Fact]
+    public async Task IgnoreEosGeneratesExactlyMaxTokens()
+    {
+        // The end-of-text id pushed to the top: without ignore_eos the answer ends at once, with it runs to max_tokens.
+        async Task<JsonNode> Complete(bool ignoreEos)
+        {
+            string body = $$$"""{"model":"{{{ParallelServerFixture.ModelName}}}","prompt":"abc","max_tokens":9,"ignore_eos":{{{(ignoreEos ? "true" : "false")}}},"logit_bias":{"{{{ByteLevelIds.EndOfTurn[0]}}}":100}}""";
+            using HttpResponseMessage response = await fixture.Http.PostAsync("/v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(200, (int)response.StatusCode);
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        }
+        JsonNode stopped = await Complete(false), ignored = await Complete(true);
+        Assert.Equal("stop", stopped["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        Assert.Equal(1, stopped["usage"]!["completion_tokens"]!.GetValue<int>());
+        Assert.Equal("length", ignored["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        Assert.Equal(9, ignored["usage"]!["completion_tokens"]!.GetValue<int>());
     }
 }
