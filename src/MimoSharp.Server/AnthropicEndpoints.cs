@@ -71,6 +71,7 @@ internal sealed class AnthropicEndpoints(MimoServer server)
             Sampling = RequestTranslation.Sampling(body, host, ApiFlavor.Anthropic),
             MaxTokens = maxTokens,
             Stops = stops,
+            IgnoreEos = RequestFields.OptBool(body, "ignore_eos") ?? false,
             Tools = prepared.Input.Tools,
             ParseTools = prepared.ParseTools,
             StartInReasoning = PromptRenderer.OpensReasoning(prepared.Prompt),

@@ -22,6 +22,8 @@ public sealed record ChatRunSpec
     public int? TopLogprobs { get; init; }
     /// <summary>Raw completions: no reasoning split, no tool parsing.</summary>
     public bool RawText { get; init; }
+    /// <summary>vLLM's <c>ignore_eos</c>: end-of-turn ids do not end the answer (benchmarks that need exactly max_tokens).</summary>
+    public bool IgnoreEos { get; init; }
 }
 
 /// <summary>Why an answer ended.</summary>
@@ -48,6 +50,8 @@ public sealed record ChatStep(IReadOnlyList<OutputPart> Parts, int Token, TokenL
 /// <summary>Runs a <see cref="ChatRunSpec"/> on a host's engine: detokenizing, stop strings, parsing, metrics.</summary>
 public static class ChatRunner
 {
+    private static readonly IReadOnlySet<int> NoStopIds = new HashSet<int>();
+
     public static async IAsyncEnumerable<ChatStep> RunAsync(ModelHost host, ChatRunSpec spec, ServerMetrics? metrics = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -58,7 +62,7 @@ public static class ChatRunner
             MaxTokens = spec.MaxTokens,
             DraftTokens = spec.Constraint is null ? host.DraftTokens : 0,
             Sampler = new Sampler(spec.Sampling, host.Model.VocabSize, spec.PromptIds.Count, host.Tokenizer.VocabularySize),
-            StopTokenIds = host.StopIds,
+            StopTokenIds = spec.IgnoreEos ? NoStopIds : host.StopIds,
             Text = text,
             TopLogprobs = spec.TopLogprobs,
             Constraint = spec.Constraint,

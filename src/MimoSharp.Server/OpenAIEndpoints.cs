@@ -45,6 +45,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             Sampling = choice == 0 || sampling.Seed is null ? sampling : sampling with { Seed = sampling.Seed + (ulong)choice },
             MaxTokens = maxTokens,
             Stops = stops,
+            IgnoreEos = RequestFields.OptBool(body, "ignore_eos") ?? false,
             Tools = tools,
             ParseTools = parseTools,
             StartInReasoning = opensReasoning,
@@ -225,6 +226,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             Sampling = choice == 0 || sampling.Seed is null ? sampling : sampling with { Seed = sampling.Seed + (ulong)choice },
             MaxTokens = maxTokens,
             Stops = stops,
+            IgnoreEos = RequestFields.OptBool(body, "ignore_eos") ?? false,
             RawText = true,
             TopLogprobs = (int?)logprobsCount,
         };

@@ -15,6 +15,7 @@ internal static class CommandCatalog
         yield return QuantizeCommand.Create(output);
         yield return BenchCommand.Create(output);
         yield return BenchBatchCommand.Create(output);
+        yield return BenchServeCommand.Create(output);
         yield return ChatCommand.Create(output, input);
         yield return TokenizeCommand.Create(output);
         yield return TokenizeCommand.CreateDetokenize(output);
