@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MimoSharp.Tensors.Storage;
+using MimoSharp.Cli.Commands;
 
 namespace MimoSharp.Cli.Tests;
 
@@ -247,11 +248,13 @@ public sealed class TextCommandTests
     }
 
     [Fact]
-    public void ChatWithoutAModelSaysTheDefaultDoesNotExistYet()
+    public void AMissingDefaultModelIsNamedWithWhereItWasLookedFor()
     {
-        var (code, _, err) = Run("", "chat");
-        Assert.Equal(1, code);
-        Assert.Contains("trained default model does not exist yet", err);
+        string empty = Directory.CreateTempSubdirectory("mimo-nodefault").FullName;
+        var ex = Assert.Throws<ArgumentException>(() => CliParsing.ModelDirectory(null, empty));
+        Assert.Contains($"{empty} has no config.json", ex.Message);
+        Assert.Contains("Pass --model DIR", ex.Message);
+        Assert.Equal("given", CliParsing.ModelDirectory("given", empty));
     }
 
     [Fact]

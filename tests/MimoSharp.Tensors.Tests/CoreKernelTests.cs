@@ -143,7 +143,7 @@ public sealed class CoreKernelTests
         var data = new TheoryData<string, int>();
         foreach (DType d in new[] { DType.F8E4M3, DType.BF16, DType.F16, DType.F32, DType.I8, DType.Q4 })
         {
-            foreach (int n in new[] { 1, 2, 5, 13 })
+            foreach (int n in new[] { 1, 2, 4, 5, 8, 13 })
             {
                 data.Add(d.ToString(), n);
             }

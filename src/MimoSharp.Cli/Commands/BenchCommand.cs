@@ -13,7 +13,7 @@ internal static class BenchCommand
 {
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "Model directory", Required = true };
+        var model = CliParsing.ModelOption("Model directory");
         var threads = new Option<int?>("--threads") { Description = "Kernel threads (default: one per core)" };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length", DefaultValueFactory = _ => 512 };
         var genTokens = new Option<int>("--gen-tokens") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
@@ -36,13 +36,13 @@ internal static class BenchCommand
             }
             // Resolving throws, naming the widest supported path, when the machine lacks the one asked for.
             var kernels = new KernelMode(KernelIsas.Resolve(parse.GetValue(isa)), parse.GetValue(exact));
-            using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads), Residency = parse.GetValue(residency), Kernels = kernels });
+            using var m = MimoModel.Load(CliParsing.ModelDirectory(parse, model), new ModelLoadOptions { Threads = parse.GetValue(threads), Residency = parse.GetValue(residency), Kernels = kernels });
             long bytesPerToken = m.WeightBytesPerToken;
             var results = draftCounts.Select(d => Benchmark.Run(m, parse.GetValue(promptTokens), parse.GetValue(genTokens), d, parse.GetValue(repetitions))).ToList();
             long peak = Process.GetCurrentProcess().PeakWorkingSet64;
             // After the runs (and after reading the peak): the probe's buffer is not the model's memory.
             double machineBandwidth = MemoryProbe.ReadBandwidth(m.Pool);
-            long checkpointBytes = Checkpoint.FileBytes(parse.GetValue(model)!);
+            long checkpointBytes = Checkpoint.FileBytes(CliParsing.ModelDirectory(parse, model));
             if (parse.GetValue(json))
             {
                 BenchmarkResult first = results[0];

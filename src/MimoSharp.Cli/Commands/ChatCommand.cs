@@ -13,14 +13,9 @@ namespace MimoSharp.Cli.Commands;
 /// </summary>
 internal static class ChatCommand
 {
-    /// <summary>Where the project's default model is looked for when --model is not given.</summary>
-    internal static string DefaultModelDirectory =>
-        Environment.GetEnvironmentVariable("MIMO_DEFAULT_MODEL")
-        ?? Path.Combine(AppContext.BaseDirectory, "models", "default");
-
     public static Command Create(TextWriter output, TextReader input)
     {
-        var model = new Option<string?>("--model") { Description = "Model directory (default: the project's default model)" };
+        var model = CliParsing.ModelOption();
         var system = new Option<string?>("--system") { Description = "System prompt" };
         var thinkingOption = new Option<bool>("--thinking") { Description = "Start with thinking on" };
         var draftTokens = new Option<int>("--draft-tokens") { Description = "MTP draft tokens per step, 0..3", DefaultValueFactory = _ => 0 };
@@ -33,12 +28,10 @@ internal static class ChatCommand
         sampling.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            string dir = parse.GetValue(model) ?? DefaultModelDirectory;
+            string dir = CliParsing.ModelDirectory(parse, model);
             if (!File.Exists(Path.Combine(dir, "config.json")))
             {
-                throw new ArgumentException(parse.GetValue(model) is null
-                    ? $"no default model at {dir}: MimoSharp's trained default model does not exist yet. Pass --model DIR (a Hugging Face MiMo-V2-Flash directory, or one made by `mimo create-random --preset tiny --output DIR`)"
-                    : $"{dir}: no config.json; expected a model directory");
+                throw new ArgumentException($"{dir}: no config.json; expected a model directory");
             }
             int drafts = parse.GetValue(draftTokens);
             if (drafts is < 0 or > 3)

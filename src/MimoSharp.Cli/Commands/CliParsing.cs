@@ -9,6 +9,35 @@ namespace MimoSharp.Cli.Commands;
 /// <summary>Parsing helpers shared by commands; errors name the option and what was expected.</summary>
 internal static class CliParsing
 {
+    /// <summary>
+    /// The trained default model: models/default of the repository, which the build copies next to
+    /// mimo.dll (so `dotnet run`, a build in any folder and an installed dotnet tool all find it);
+    /// MIMO_DEFAULT_MODEL points elsewhere.
+    /// </summary>
+    public static string DefaultModelDirectory =>
+        Environment.GetEnvironmentVariable("MIMO_DEFAULT_MODEL") is { Length: > 0 } dir ? dir : Path.Combine(AppContext.BaseDirectory, "models", "default");
+
+    /// <summary>--model, optional: left out, the default model is used.</summary>
+    public static Option<string?> ModelOption(string description = "Model directory") =>
+        new("--model") { Description = $"{description} (default: the trained default model shipped with mimo)" };
+
+    /// <summary>The --model directory, or the default model's; refused when it holds no config.json.</summary>
+    public static string ModelDirectory(ParseResult parse, Option<string?> option) => ModelDirectory(parse.GetValue(option), DefaultModelDirectory);
+
+    internal static string ModelDirectory(string? given, string defaultDirectory)
+    {
+        if (given is not null)
+        {
+            return given;
+        }
+        string dir = defaultDirectory;
+        if (!File.Exists(Path.Combine(dir, "config.json")))
+        {
+            throw new ArgumentException($"--model was left out and the default model is missing: {dir} has no config.json (the build copies the repository's models/default there; MIMO_DEFAULT_MODEL overrides the place). Pass --model DIR");
+        }
+        return dir;
+    }
+
     /// <summary>JSON for people and scripts: text as written (no \u003C for '&lt;'), as other CLIs print it.</summary>
     public static readonly System.Text.Json.JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 

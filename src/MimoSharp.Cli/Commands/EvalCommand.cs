@@ -12,7 +12,7 @@ internal static class EvalCommand
 {
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "Model directory (config.json, safetensors, tokenizer.json)", Required = true };
+        var model = CliParsing.ModelOption("Model directory (config.json, safetensors, tokenizer.json)");
         var file = new Option<string>("--file") { Description = "UTF-8 text file to score", Required = true };
         var json = new Option<bool>("--json") { Description = "Print {\"tokens\":..,\"bytes\":..,\"nll_per_token\":..,\"bits_per_byte\":..}" };
         var context = new Option<int?>("--context") { Description = "Tokens per scored window (default: max_position_embeddings, at most 2048)" };
@@ -25,7 +25,7 @@ internal static class EvalCommand
             {
                 throw new ArgumentException($"--file {path}: not found");
             }
-            string dir = parse.GetValue(model)!;
+            string dir = CliParsing.ModelDirectory(parse, model);
             if (!MimoTokenizer.Exists(dir))
             {
                 throw new ArgumentException($"--model {dir}: has no tokenizer.json; eval needs the model's tokenizer");

@@ -12,7 +12,7 @@ internal static class GenerateCommand
 {
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "Model directory", Required = true };
+        var model = CliParsing.ModelOption("Model directory");
         var ids = new Option<string?>("--ids") { Description = "Comma-separated prompt token ids" };
         var promptText = new Option<string?>("--prompt") { Description = "Prompt text (needs the model's tokenizer.json)" };
         var chat = new Option<bool>("--chat") { Description = "Wrap --prompt as a user turn of the chat template" };
@@ -55,7 +55,7 @@ internal static class GenerateCommand
             {
                 throw new ArgumentException($"--draft-tokens must be 0..3, got {drafts}");
             }
-            string dir = parse.GetValue(model)!;
+            string dir = CliParsing.ModelDirectory(parse, model);
             using var m = MimoModel.Load(dir, new ModelLoadOptions { Threads = parse.GetValue(threads), WindowConvention = parse.GetValue(window), CheckTensors = parse.GetValue(checkTensors) });
             // Without tokenizer.json (random and test models), text falls back to byte tokens.
             MimoTokenizer? tokenizer = text is not null || MimoTokenizer.Exists(dir) ? CliParsing.LoadTokenizer(dir, m) : null;

@@ -8,7 +8,7 @@ internal static class ServeCommand
 {
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "Model directory", Required = true };
+        var model = CliParsing.ModelOption("Model directory");
         var host = new Option<string>("--host") { Description = "Address to bind (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require Authorization: Bearer KEY or x-api-key: KEY" };
@@ -50,7 +50,7 @@ internal static class ServeCommand
             {
                 throw new ArgumentException($"--kv-budget-mb must be at least 1, got {kvMb}");
             }
-            string dir = parse.GetValue(model)!;
+            string dir = CliParsing.ModelDirectory(parse, model);
             if (!Directory.Exists(dir))
             {
                 throw new ArgumentException($"--model: no directory {dir}");
