@@ -74,11 +74,13 @@ public sealed class BenchServeTests
         await server.Ready;
         string url = server.BaseUrl.ToString();
         var (code, output, error) = await Task.Run(() => Run("bench-serve", "--url", url, "--api-key", "k-bench", "--api", "anthropic", "--concurrency", "1,2", "--requests", "2",
-            "--prompt-tokens", "10", "--gen-tokens", "5", "--json"));
+            "--prompt-tokens", "40", "--shared-prefix", "32", "--gen-tokens", "5", "--json"));
         Assert.True(code == 0, error + output);
         JsonNode report = JsonNode.Parse(output)!;
         Assert.False(report["in_process"]!.GetValue<bool>());
-        CheckLevels(report, requests: 2, promptTokens: 10, genTokens: 5, exactPrompt: false);
+        CheckLevels(report, requests: 2, promptTokens: 40, genTokens: 5, exactPrompt: false);
+        // Every prompt starts with the same 32 tokens (the warm-up's too): the prefix cache serves some of them.
+        Assert.All(report["levels"]!.AsArray(), l => Assert.True(l!["cached_prompt_tokens"]!.GetValue<long>() > 0, l.ToJsonString()));
 
         // Without the key every request fails: reported per level and in the exit code, not thrown.
         (code, output, error) = await Task.Run(() => Run("bench-serve", "--url", url, "--concurrency", "1", "--requests", "1", "--prompt-tokens", "4", "--gen-tokens", "2"));

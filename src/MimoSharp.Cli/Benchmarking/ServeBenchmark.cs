@@ -287,7 +287,14 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
                             token = e["delta"]?["type"]?.GetValue<string>() is "text_delta" or "thinking_delta" or "input_json_delta";
                             break;
                         case "message_delta":
-                            output = e["usage"]?["output_tokens"]?.GetValue<int>() ?? 0;
+                            JsonNode? final = e["usage"];
+                            output = final?["output_tokens"]?.GetValue<int>() ?? 0;
+                            // The final usage knows the prefix-cache hit; message_start may be sent before admission.
+                            if (final?["input_tokens"] is JsonNode input)
+                            {
+                                cached = final["cache_read_input_tokens"]?.GetValue<int>() ?? 0;
+                                promptTokens = input.GetValue<int>() + cached;
+                            }
                             break;
                         case "message_stop":
                             goto done;
