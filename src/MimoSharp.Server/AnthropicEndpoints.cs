@@ -166,7 +166,8 @@ internal sealed class AnthropicEndpoints(MimoServer server)
                     ["content"] = new JsonArray(),
                     ["stop_reason"] = null,
                     ["stop_sequence"] = null,
-                    ["usage"] = Usage(prepared.Ids.Count, 0, 1),
+                    // The prefix-cache hit is known once the first token is out: input_tokens excludes it, as Anthropic counts.
+                    ["usage"] = Usage(prepared.Ids.Count, more ? steps.Current.End?.CachedTokens ?? steps.Current.CachedPromptTokens ?? 0 : 0, 1),
                 },
             }).ConfigureAwait(false);
             await Send(context, "ping", new JsonObject { ["type"] = "ping" }).ConfigureAwait(false);

@@ -41,7 +41,11 @@ public enum StopReason
 public sealed record ChatEnd(StopReason Reason, string? MatchedStop, int PromptTokens, int CompletionTokens, int CachedTokens);
 
 /// <summary>One generated token's parts, or (with <see cref="End"/>) the end of the answer.</summary>
-public sealed record ChatStep(IReadOnlyList<OutputPart> Parts, int Token, TokenLogprob? Logprob, ChatEnd? End = null);
+public sealed record ChatStep(IReadOnlyList<OutputPart> Parts, int Token, TokenLogprob? Logprob, ChatEnd? End = null)
+{
+    /// <summary>On the first token's step: prompt tokens read from the prefix cache (null when the engine does not say).</summary>
+    public int? CachedPromptTokens { get; init; }
+}
 
 /// <summary>Runs a <see cref="ChatRunSpec"/> on a host's engine: detokenizing, stop strings, parsing, metrics.</summary>
 public static class ChatRunner
@@ -92,7 +96,7 @@ public static class ChatRunner
                 last = now;
                 tracker?.Generated();
                 List<OutputPart> parts = spec.RawText ? Raw(e.Text) : parser.Push(e.Text);
-                yield return new ChatStep(parts, e.Token, e.Logprob);
+                yield return new ChatStep(parts, e.Token, e.Logprob) { CachedPromptTokens = e.CachedPromptTokens };
                 if (!spec.ParallelToolCalls && parser.ToolCalls > 0)
                 {
                     stoppedEarly = true; // parallel_tool_calls false: the first call ends the answer

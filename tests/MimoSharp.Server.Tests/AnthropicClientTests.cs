@@ -59,8 +59,11 @@ public sealed class AnthropicClientTests(ServerFixture fixture)
             if (e.TryPickStart(out RawMessageStartEvent? start))
             {
                 names.Add("message_start");
-                // Before the first token the cache hit is not known yet: message_start counts the whole prompt.
-                Assert.Equal(whole.Usage.InputTokens + (whole.Usage.CacheReadInputTokens ?? 0), start!.Message.Usage.InputTokens);
+                // message_start comes after the first token, when the prefix-cache hit is known: the same prompt
+                // as the whole answer's, split into uncached and cached tokens, and this second run reuses it.
+                Usage usage = start!.Message.Usage;
+                Assert.Equal(whole.Usage.InputTokens + (whole.Usage.CacheReadInputTokens ?? 0), usage.InputTokens + (usage.CacheReadInputTokens ?? 0));
+                Assert.True(usage.CacheReadInputTokens > 0, $"cache_read_input_tokens {usage.CacheReadInputTokens}");
             }
             else if (e.TryPickContentBlockStart(out _))
             {

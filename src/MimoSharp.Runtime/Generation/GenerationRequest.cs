@@ -104,5 +104,11 @@ public sealed record GenerationEvent(int Token, string Text, FinishReason Finish
     /// <summary>Set when the request asked for <see cref="GenerationRequest.TopLogprobs"/>.</summary>
     public TokenLogprob? Logprob { get; init; }
 
+    /// <summary>
+    /// On the first token's event, from engines with a prefix cache: the prompt tokens whose KV was reused
+    /// (known before the end, so a stream can report them up front, as Anthropic's message_start does).
+    /// </summary>
+    public int? CachedPromptTokens { get; init; }
+
     public bool IsFinal => Finish != FinishReason.None;
 }

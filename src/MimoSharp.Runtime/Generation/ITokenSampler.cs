@@ -21,4 +21,10 @@ public interface ITokenSampler
 
     /// <summary>A uniform number in [0, 1).</summary>
     double NextUniform();
+
+    /// <summary>
+    /// Rows of the LM head that are tokens: the rest (a vocabulary padded to a multiple of 64) are never
+    /// drawn, so log-probabilities rank and normalise over this many rows only.
+    /// </summary>
+    int ValidVocabSize => int.MaxValue;
 }

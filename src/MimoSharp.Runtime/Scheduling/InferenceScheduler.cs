@@ -452,7 +452,8 @@ public sealed class InferenceScheduler : IGenerationEngine, IDisposable
         int before = sequence.Output.Produced;
         for (int i = 0; i < count && sequence.Output.Finish == FinishReason.None; i++)
         {
-            sequence.Events.Writer.TryWrite(sequence.Output.Token(_emitted[i], session.Logprob(i)));
+            GenerationEvent e = sequence.Output.Token(_emitted[i], session.Logprob(i));
+            sequence.Events.Writer.TryWrite(before == 0 && i == 0 ? e with { CachedPromptTokens = sequence.CachedPromptTokens } : e);
         }
         Interlocked.Add(ref _generatedTokens, sequence.Output.Produced - before);
         int limit = _model.Config.MaxPositionEmbeddings;

@@ -433,7 +433,8 @@ public sealed class DecodingSession
     {
         if (TopLogprobs is int top)
         {
-            _logprobs[index] = TokenLogprobs.FromLogits(logits, token, top);
+            // Padding rows of the LM head are no tokens: leave them out of the ranking and the softmax.
+            _logprobs[index] = TokenLogprobs.FromLogits(logits[..Math.Min(logits.Length, _sampler.ValidVocabSize)], token, top);
         }
     }
 
