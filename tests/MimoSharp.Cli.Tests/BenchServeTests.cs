@@ -106,5 +106,11 @@ public sealed class BenchServeTests
         var (code, _, error) = Run("bench-serve", "--model", Model, "--url", "http://127.0.0.1:1");
         Assert.Equal(1, code);
         Assert.Contains("exactly one of --url", error);
+        (code, _, error) = Run("bench-serve", "--url", "http://127.0.0.1:1", "--requests", "1");
+        Assert.Equal(1, code);
+        Assert.Contains("cannot reach http://127.0.0.1:1/", error);
+        (code, _, error) = Run("bench-serve", "--url", "ftp://example", "--requests", "1");
+        Assert.Equal(1, code);
+        Assert.Contains("is not an http(s) URL", error);
     }
 }

@@ -56,11 +56,14 @@ public sealed class ParallelServerFixture : IAsyncLifetime
     }
 
     /// <summary>The mimo_running_sequences gauge from GET /metrics.</summary>
-    public async Task<double> RunningSequences()
+    public Task<double> RunningSequences() => Gauge("mimo_running_sequences");
+
+    /// <summary>An unlabelled gauge from GET /metrics.</summary>
+    public async Task<double> Gauge(string name)
     {
         string text = await Http.GetStringAsync("/metrics");
-        Match m = Regex.Match(text, @"^mimo_running_sequences (\S+)$", RegexOptions.Multiline);
-        Assert.True(m.Success, "no mimo_running_sequences in /metrics");
+        Match m = Regex.Match(text, $@"^{name} (\S+)$", RegexOptions.Multiline);
+        Assert.True(m.Success, $"no {name} in /metrics");
         return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
     }
 }
@@ -135,6 +138,26 @@ public sealed class ConcurrencyTests(ParallelServerFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task SixteenStreamsOverFourSlotsQueueAndAllFinish()
+    {
+        ChatClient client = Client();
+        var scheduler = Assert.IsType<MimoSharp.Runtime.Scheduling.InferenceScheduler>(fixture.Server.Host!.Engine);
+        long admitted = scheduler.Stats.RequestsAdmitted, rejected = scheduler.Stats.RequestsRejected;
+        StreamResult[] results = await Task.WhenAll(Enumerable.Range(0, 16).Select(i => Stream(client, $"question {i}: {Prompts[i % Prompts.Length]}", 8)));
+        Assert.Equal(16, results.Select(r => r.Id).Distinct().Count());
+        Assert.All(results, r =>
+        {
+            Assert.Equal(ChatFinishReason.Length, r.Finish);
+            Assert.Equal(1, r.FinishCount);
+            Assert.Equal(8, r.Usage!.OutputTokenCount);
+            Assert.True(r.Usage.InputTokenCount > 5);
+        });
+        Assert.Equal(admitted + 16, scheduler.Stats.RequestsAdmitted);
+        Assert.Equal(rejected, scheduler.Stats.RequestsRejected);
+        Assert.Equal(0, await fixture.RunningSequences());
+    }
+
+    [Fact]
     public async Task BatchedGreedyOutputsEqualTheSameRequestsAlone()
     {
         ChatClient client = Client();
@@ -187,6 +210,8 @@ public sealed class ConcurrencyTests(ParallelServerFixture fixture) : IClassFixt
             running = await fixture.RunningSequences();
         }
         Assert.Equal(0, running);
+        Assert.Equal(0, await fixture.Gauge("mimo_kv_cache_bytes_in_use"));
+        Assert.Equal(0, await fixture.Gauge("mimo_kv_cache_bytes_reserved"));
         // Every slot is free again: a new request runs now, not after 3000 tokens of each abandoned stream.
         StreamResult next = await Stream(Client(), "still there?", 8);
         Assert.Equal(8, next.Usage!.OutputTokenCount);

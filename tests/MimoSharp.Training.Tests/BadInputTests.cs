@@ -8,6 +8,49 @@ public sealed class BadInputTests
     private static TrainingException Fails(Action action) => Assert.Throws<TrainingException>(action);
 
     [Fact]
+    public void AChatStageWithoutChatDataIsRefusedNamingTheFile()
+    {
+        string data = SmokeData.Create("nochat");
+        try
+        {
+            var e = Fails(() => TrainingRun.Start(SmokeData.Config(10, extra: ", \"chat_fraction\": 0.25"), data, data + "-run", TextWriter.Null));
+            Assert.Contains("chat-train.bin", e.Message);
+            Assert.Contains("chat_fraction", e.Message);
+            var bad = Assert.Throws<TrainingException>(() => SmokeData.Config(10, extra: ", \"chat_fraction\": 1.5"));
+            Assert.Contains("\"chat_fraction\" must be in [0, 1]", bad.Message);
+        }
+        finally
+        {
+            SmokeData.Delete(data);
+        }
+    }
+
+    [Fact]
+    public void TheChatStageDrawsItsShareOfEachBatchFromChatDataOnceItStarts()
+    {
+        TrainingConfig config = SmokeData.Config(100, batch: 8, extra: ", \"chat_fraction\": 0.25, \"chat_start_fraction\": 0.6");
+        Assert.Equal(0, config.ChatRowsAt(59));
+        Assert.Equal(2, config.ChatRowsAt(60));
+        Assert.Equal(2, config.ChatRowsAt(99));
+        string data = SmokeData.Create("chat"), run = data + "-run";
+        try
+        {
+            File.Copy(Path.Combine(data, "val.bin"), Path.Combine(data, "chat-train.bin"));
+            TrainingConfig small = SmokeData.Config(6, batch: 4, seq: 16, extra: ", \"chat_fraction\": 0.5, \"chat_start_fraction\": 0.5");
+            TrainingRun training = TrainingRun.Start(small, data, run, TextWriter.Null);
+            training.Run();
+            // Steps 3..5 each took 2 chat sequences of 16 tokens: the chat cursor is checkpointed for an exact resume.
+            var state = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "checkpoint", "state.json")))!;
+            Assert.Equal(3 * 2 * 16, (long)state["chat_cursor"]!);
+            Assert.Equal((3 * 4 + 3 * 2) * 16, (long)state["data_cursor"]!);
+        }
+        finally
+        {
+            SmokeData.Delete(data, run);
+        }
+    }
+
+    [Fact]
     public void MissingTrainBin()
     {
         string data = SmokeData.Create("missing");

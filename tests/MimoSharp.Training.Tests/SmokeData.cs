@@ -46,14 +46,14 @@ internal static class SmokeData
     """;
 
     public static TrainingConfig Config(int steps, int batch = 8, int seq = 64, int heads = 2, float lr = 3e-3f, string? model = null, int checkpointInterval = 1000,
-        int evalInterval = 100, int warmup = 20) =>
+        int evalInterval = 100, int warmup = 20, string extra = "") =>
         TrainingConfig.Parse($$"""
         {
           "model": {{model ?? ModelJson()}},
           "mtp_heads": {{heads}}, "batch_size": {{batch}}, "sequence_length": {{seq}}, "steps": {{steps}},
           "learning_rate": {{lr.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, "min_learning_rate": 3e-4, "warmup_steps": {{warmup}}, "decay_fraction": 0.3,
           "mtp_replicate_fraction": 0.5, "mtp_late_fraction": 0.8, "eval_interval": {{evalInterval}}, "eval_batches": 4,
-          "checkpoint_interval": {{checkpointInterval}}, "log_interval": 50, "seed": 3
+          "checkpoint_interval": {{checkpointInterval}}, "log_interval": 50, "seed": 3{{extra}}
         }
         """, "test config");
 

@@ -104,7 +104,8 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
         var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
         {
             BaseAddress = options.BaseUrl,
-            Timeout = options.RequestTimeout,
+            Timeout = Timeout.InfiniteTimeSpan, // each request has its own deadline (OneAsync), the small calls theirs
+
         };
         if (options.ApiKey is string key)
         {
@@ -134,7 +135,15 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
     /// <summary>The model id (GET /v1/models) and a pool of ordinary-text token ids (POST /tokenize).</summary>
     private async Task PrepareAsync(CancellationToken cancellationToken)
     {
-        JsonNode models = await GetJsonAsync("/v1/models", cancellationToken).ConfigureAwait(false);
+        JsonNode models;
+        try
+        {
+            models = await GetJsonAsync("/v1/models", cancellationToken).ConfigureAwait(false);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new InvalidDataException($"cannot reach {options.BaseUrl}: {ex.Message}");
+        }
         Model = models["data"]?[0]?["id"]?.GetValue<string>() ?? throw new InvalidDataException($"{options.BaseUrl}v1/models lists no model");
         JsonNode tokens = await PostJsonAsync("/tokenize", new JsonObject { ["model"] = Model, ["text"] = Corpus }, cancellationToken).ConfigureAwait(false);
         _pool = (tokens["tokens"] as JsonArray ?? throw new InvalidDataException("POST /tokenize answered without \"tokens\""))
@@ -233,6 +242,10 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
                 ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = await DetokenizeAsync(prompt, cancellationToken).ConfigureAwait(false) }),
             };
         }
+        // HttpClient.Timeout stops at the headers; this bounds the whole stream too.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(options.RequestTimeout);
+        CancellationToken requestToken = deadline.Token;
         var gaps = new List<double>(genTokens);
         long start = Stopwatch.GetTimestamp(), last = 0;
         double? ttft = null;
@@ -240,14 +253,14 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
-            using HttpResponseMessage response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+            using HttpResponseMessage response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, requestToken).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
-                string text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+                string text = await response.Content.ReadAsStringAsync(requestToken).ConfigureAwait(false);
                 return Failed($"HTTP {(int)response.StatusCode}: {Truncate(text)}");
             }
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
-            while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is string line)
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(requestToken).ConfigureAwait(false));
+            while (await reader.ReadLineAsync(requestToken).ConfigureAwait(false) is string line)
             {
                 if (!line.StartsWith("data:", StringComparison.Ordinal))
                 {
@@ -321,7 +334,11 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
             }
             return new RequestOutcome(ttft, gaps, Stopwatch.GetElapsedTime(start).TotalSeconds, promptTokens, cached, output, null);
         }
-        catch (Exception ex) when (ex is HttpRequestException or IOException or JsonException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return Failed($"no complete answer within {options.RequestTimeout.TotalSeconds:F0} s (--timeout)");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or JsonException)
         {
             return Failed($"{ex.GetType().Name}: {ex.Message}");
         }
@@ -337,15 +354,19 @@ public sealed class ServeBenchmark(ServeBenchmarkOptions options) : IDisposable
 
     private async Task<JsonNode> GetJsonAsync(string path, CancellationToken cancellationToken)
     {
-        using HttpResponseMessage response = await _http.GetAsync(path, cancellationToken).ConfigureAwait(false);
-        return await ReadJsonAsync(response, path, cancellationToken).ConfigureAwait(false);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(options.RequestTimeout);
+        using HttpResponseMessage response = await _http.GetAsync(path, deadline.Token).ConfigureAwait(false);
+        return await ReadJsonAsync(response, path, deadline.Token).ConfigureAwait(false);
     }
 
     private async Task<JsonNode> PostJsonAsync(string path, JsonObject body, CancellationToken cancellationToken)
     {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(options.RequestTimeout);
         using var content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
-        using HttpResponseMessage response = await _http.PostAsync(path, content, cancellationToken).ConfigureAwait(false);
-        return await ReadJsonAsync(response, path, cancellationToken).ConfigureAwait(false);
+        using HttpResponseMessage response = await _http.PostAsync(path, content, deadline.Token).ConfigureAwait(false);
+        return await ReadJsonAsync(response, path, deadline.Token).ConfigureAwait(false);
     }
 
     private async Task<JsonNode> ReadJsonAsync(HttpResponseMessage response, string path, CancellationToken cancellationToken)
