@@ -27,7 +27,6 @@ const code = await new Promise(resolve => {
     '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files], { cwd: here, env, stdio: 'inherit' });
   child.on('exit', c => resolve(c ?? 1));
 });
-await Promise.all([server.stop(), claudeServer.stop()]);
 const summary = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
 const count = name => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(summary)?.[1] ?? 0);
 const passed = count('pass');
@@ -35,6 +34,7 @@ let failed = count('fail') + count('cancelled');
 if (code !== 0 && failed === 0) {
   failed = 1;
 }
+await Promise.all([server.stop(failed > 0), claudeServer.stop(failed > 0)]);
 if (failed > 0) {
   console.log(`node tests: server logs in ${server.logPath} and ${claudeServer.logPath}`);
 }

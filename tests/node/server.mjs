@@ -116,15 +116,16 @@ export async function startServer(writeModel) {
   return {
     baseUrl,
     logPath,
-    async stop() {
+    /** Stops the server; removes its directory unless keepLog (then only the model goes). */
+    async stop(keepLog = false) {
       const exited = new Promise(r => child.once('exit', r));
       child.kill('SIGTERM');
       await Promise.race([exited, new Promise(r => setTimeout(r, 10_000))]);
       if (child.exitCode === null) {
         child.kill('SIGKILL');
       }
-      log.end();
-      fs.rmSync(modelDir, { recursive: true, force: true });
+      await new Promise(r => log.end(r));
+      fs.rmSync(keepLog ? modelDir : dir, { recursive: true, force: true });
     },
   };
 }
