@@ -112,4 +112,56 @@ public sealed class TokenDataset
         long next = cursor + (long)batchSize * stride;
         return next + need > Tokens.Length ? 0 : next;
     }
+
+    /// <summary>Windows of <paramref name="tokensPerSequence"/> tokens starting at multiples of <paramref name="stride"/>.</summary>
+    public long WindowCount(int stride, int tokensPerSequence) => Tokens.Length < tokensPerSequence ? 0 : (Tokens.Length - tokensPerSequence) / stride + 1;
+
+    /// <summary>
+    /// Fills <paramref name="batch"/> [B, tokensPerSequence] with windows number <paramref name="index"/>,
+    /// index + 1, ... of a fixed permutation of all windows (window w starts at w · stride): k ↦ (k · a + c)
+    /// mod W with a coprime to W, so every window is seen once per pass, in an order that mixes documents
+    /// and sources within each batch and from one step to the next (consecutive windows of one document
+    /// would be a batch of one document). Returns the next index; deterministic, so a run resumes exactly.
+    /// </summary>
+    public long FillShuffled(long index, int batchSize, int stride, int tokensPerSequence, Span<int> batch)
+    {
+        long windows = WindowCount(stride, tokensPerSequence);
+        if (windows < batchSize)
+        {
+            throw new TrainingException($"{Path}: {Tokens.Length} tokens hold {windows} windows of {tokensPerSequence}, fewer than a batch of {batchSize}; use more data or a smaller batch_size / sequence_length");
+        }
+        long multiplier = Coprime(windows);
+        long offset = windows / 3;
+        for (int b = 0; b < batchSize; b++)
+        {
+            long k = (index + b) % windows;
+            long window = (long)((UInt128)(ulong)k * (ulong)multiplier % (ulong)windows + (ulong)offset) % windows;
+            long start = window * stride;
+            for (int t = 0; t < tokensPerSequence; t++)
+            {
+                batch[b * tokensPerSequence + t] = Tokens[start + t];
+            }
+        }
+        return index + batchSize;
+    }
+
+    /// <summary>A multiplier near W / φ (consecutive indices land far apart) with gcd(a, W) = 1.</summary>
+    private static long Coprime(long windows)
+    {
+        long a = Math.Max(1, (long)(windows * 0.6180339887));
+        while (a > 1 && Gcd(a, windows) != 1)
+        {
+            a--;
+        }
+        return a;
+    }
+
+    private static long Gcd(long a, long b)
+    {
+        while (b != 0)
+        {
+            (a, b) = (b, a % b);
+        }
+        return a;
+    }
 }

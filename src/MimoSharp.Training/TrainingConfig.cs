@@ -34,6 +34,8 @@ public sealed record TrainingConfig
     [JsonPropertyName("mtp_late_fraction")] public float MtpLateFraction { get; init; } = 0.8f;
     /// <summary>Share of the steps trained with one MTP head; then head 0 is copied to the others and all train jointly.</summary>
     [JsonPropertyName("mtp_replicate_fraction")] public float MtpReplicateFraction { get; init; } = 0.7f;
+    /// <summary>Sequences drawn from a fixed permutation of the data's windows (true) or read in order (false).</summary>
+    [JsonPropertyName("shuffle")] public bool Shuffle { get; init; } = true;
     /// <summary>Share of each batch's sequences drawn from chat-train.bin (the chat stage) once <see cref="ChatStartFraction"/> of the steps are done; 0: none.</summary>
     [JsonPropertyName("chat_fraction")] public float ChatFraction { get; init; }
     /// <summary>Share of the steps after which chat sequences join the batches.</summary>

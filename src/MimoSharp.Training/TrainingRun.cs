@@ -236,11 +236,11 @@ public sealed class TrainingRun
             int tps = _model.TokensPerSequence;
             if (chatRows > 0)
             {
-                _chatCursor = _chat!.FillBatch(_chatCursor, chatRows, _config.SequenceLength, tps, _batch.AsSpan(0, chatRows * tps));
+                _chatCursor = Fill(_chat!, _chatCursor, chatRows, _batch.AsSpan(0, chatRows * tps));
             }
             if (chatRows < _config.BatchSize)
             {
-                _cursor = _train.FillBatch(_cursor, _config.BatchSize - chatRows, _config.SequenceLength, tps, _batch.AsSpan(chatRows * tps));
+                _cursor = Fill(_train, _cursor, _config.BatchSize - chatRows, _batch.AsSpan(chatRows * tps));
             }
             StepResult result = TrainingStep.Run(_model, _optimizer, _batch, schedule.At(Step), _config.MtpWeightAt(Step), _config.GradClip, _config.RouterBiasGamma, Step);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
@@ -277,6 +277,11 @@ public sealed class TrainingRun
         }
         SaveCheckpoint();
     }
+
+    /// <summary>The next <paramref name="rows"/> training sequences: shuffled windows (the cursor counts windows) or consecutive ones (it is a token offset).</summary>
+    private long Fill(TokenDataset data, long cursor, int rows, Span<int> batch) => _config.Shuffle
+        ? data.FillShuffled(cursor, rows, _config.SequenceLength, _model.TokensPerSequence, batch)
+        : data.FillBatch(cursor, rows, _config.SequenceLength, _model.TokensPerSequence, batch);
 
     /// <summary>Mean held-out loss (main, MTP) over the first eval_batches batches of val.bin (and of chat-val.bin in the chat stage); null without val.bin.</summary>
     public StepLosses? Evaluate()
