@@ -175,5 +175,5 @@ internal static class BenchServeCommand
 
     private static object Summary(LatencySummary s) => new { mean = s.Mean, p50 = s.P50, p90 = s.P90, p99 = s.P99, count = s.Count };
 
-    private static string Ms(double? seconds) => seconds is double s ? (s * 1000).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "-";
+    private static string Ms(double? seconds) => seconds is double s ? (s * 1000).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) : "-";
 }
