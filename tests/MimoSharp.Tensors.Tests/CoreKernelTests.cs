@@ -143,7 +143,9 @@ public sealed class CoreKernelTests
         var data = new TheoryData<string, int>();
         foreach (DType d in new[] { DType.F8E4M3, DType.BF16, DType.F16, DType.F32, DType.I8, DType.Q4 })
         {
-            foreach (int n in new[] { 1, 2, 4, 5, 8, 13 })
+            // 1: decode; 2..8: the multi-token kernels; 13, 71: the generic route (71 at 1024 columns: two
+            // whole token blocks and a ragged one).
+            foreach (int n in new[] { 1, 2, 4, 5, 8, 13, 71 })
             {
                 data.Add(d.ToString(), n);
             }
@@ -269,16 +271,17 @@ public sealed class CoreKernelTests
     [Fact]
     public void EveryFp8CodeDecodesByTheFormulaOnEveryPathNaNIncluded()
     {
-        // Row r holds code r in every column; x = 1, so y[r] = cols · decode(r) · scale. 37 columns: whole
-        // vectors of every width and a ragged tail; 3 tokens: the batch paths too.
-        const int cols = 37;
+        // Row r holds code r in every column; x = 1, so y[r] = cols · decode(r) · scale. 165 columns: a
+        // 128-column block (whole four-vector steps of every width: the decode kernels' NaN scan) and a
+        // 37-column one (whole vectors and a ragged tail); 3 and 9 tokens: the batch paths too.
+        const int cols = 165;
         const float scale = 0.5f;
         var codes = new NativeBuffer(256 * cols);
         for (int r = 0; r < 256; r++)
         {
             codes.AsSpan().Slice(r * cols, cols).Fill((byte)r);
         }
-        WeightMatrix w = WeightMatrix.Fp8(codes, 0, 256, cols, [scale, scale], 128, 128);
+        WeightMatrix w = WeightMatrix.Fp8(codes, 0, 256, cols, [scale, scale, scale, scale], 128, 128);
         using var pool = new WorkerPool(2);
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
@@ -304,6 +307,44 @@ public sealed class CoreKernelTests
                 w.DequantizeRow(code, row, isa);
                 double expected = Formula(code) * scale;
                 Assert.All(row, v => Assert.True(double.IsNaN(expected) ? float.IsNaN(v) : v == expected, $"{isa} dequantize 0x{code:X2}: {v}, expected {expected}"));
+            }
+        }
+    }
+
+    [Fact]
+    public void OneNaNCodeAnywhereInARowMakesThatRowNaNAndNoOtherOnEveryPath()
+    {
+        // 32 rows of 1.0 (code 0x38) over 256 columns (two 128-column blocks); row 4k + 1 holds one NaN
+        // code (0x7F or 0xFF) at a column that moves through both blocks, the other rows of its group of
+        // four stay finite. y = Σ x, or NaN.
+        const int rows = 32, cols = 256;
+        int[] columns = [0, 7, 31, 63, 100, 127, 128, 200];
+        var codes = new NativeBuffer(rows * cols);
+        codes.AsSpan().Fill(0x38);
+        for (int k = 0; k < columns.Length; k++)
+        {
+            codes.AsSpan()[(4 * k + 1) * cols + columns[k]] = k % 2 == 0 ? (byte)0x7F : (byte)0xFF;
+        }
+        WeightMatrix w = WeightMatrix.Fp8(codes, 0, rows, cols, [1f, 1f], 128, 128);
+        using var pool = new WorkerPool(2);
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            foreach (int n in new[] { 1, 3, 9 })
+            {
+                float[] x = Enumerable.Range(0, n * cols).Select(i => 0.25f + (i % 7) * 0.125f).ToArray();
+                var y = new float[n * rows];
+                MatMul.Multiply(w, x, y, n, pool, new KernelMode(isa));
+                for (int t = 0; t < n; t++)
+                {
+                    double sum = x.Skip(t * cols).Take(cols).Sum(v => (double)v);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float actual = y[t * rows + r];
+                        bool nan = r % 4 == 1 && r / 4 < columns.Length;
+                        Assert.True(nan ? float.IsNaN(actual) : Math.Abs(actual - sum) <= 1e-5 * sum,
+                            $"{isa} n {n} token {t} row {r}: {actual}, expected {(nan ? "NaN" : sum)}");
+                    }
+                }
             }
         }
     }

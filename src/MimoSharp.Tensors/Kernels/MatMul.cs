@@ -399,6 +399,13 @@ public static unsafe class MatMul
             }
         }
 
+        /// <summary>
+        /// Rows [rowStart, rowEnd) as float (dequantized once per call), against the tokens in blocks of
+        /// about <see cref="TokenBlockBytes"/> of x: per block, each group of four rows (4 · cols floats,
+        /// which stay in L1) meets every token of the block (x in L2) before the next group is read. The
+        /// rows are read once per block, not once per token tile: the chunk's rows can exceed L2 (a 384-row
+        /// chunk of 1024 columns is 1.5 MB), and streaming them once per tile of 2 tokens bound prefill by L3.
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ExecuteGeneric<TVec, TW>(WeightMatrix w, int rowStart, int rowEnd) where TVec : struct where TW : struct, ISimd<TVec>
         {
@@ -408,47 +415,46 @@ public static unsafe class MatMul
             int outStride = w.Rows;
             // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 2 tokens with 16.
             int tile = TW.WideRegisterFile ? 4 : 2;
-            int t = 0;
-            for (; t + tile <= N; t += tile)
+            int block = Math.Max(tile, TokenBlockBytes / sizeof(float) / cols / tile * tile);
+            for (int t0 = 0; t0 < N; t0 += block)
             {
-                float* xt = X + (long)t * cols;
-                float* yt = Y + (long)t * outStride + rowStart;
+                int t1 = Math.Min(N, t0 + block);
                 int i = 0;
                 for (; i + 4 <= rowCount; i += 4)
                 {
-                    if (TW.WideRegisterFile)
+                    float* r4 = rows + (long)i * cols;
+                    int t = t0;
+                    for (; t + tile <= t1; t += tile)
                     {
-                        Dot4x4<TVec, TW>(rows + (long)i * cols, cols, xt, yt + i, outStride);
+                        float* xt = X + (long)t * cols;
+                        float* yt = Y + (long)t * outStride + rowStart + i;
+                        if (TW.WideRegisterFile)
+                        {
+                            Dot4x4<TVec, TW>(r4, cols, xt, yt, outStride);
+                        }
+                        else
+                        {
+                            Dot4x2<TVec, TW>(r4, cols, xt, yt, outStride);
+                        }
                     }
-                    else
+                    for (; t < t1; t++)
                     {
-                        Dot4x2<TVec, TW>(rows + (long)i * cols, cols, xt, yt + i, outStride);
+                        Dot4<TVec, TW>(r4, cols, X + (long)t * cols, Y + (long)t * outStride + rowStart + i);
                     }
                 }
                 for (; i < rowCount; i++)
                 {
-                    for (int u = 0; u < tile; u++)
+                    for (int t = t0; t < t1; t++)
                     {
-                        yt[(long)u * outStride + i] = VectorMath.Dot<TVec, TW>(rows + (long)i * cols, xt + (long)u * cols, cols);
+                        Y[(long)t * outStride + rowStart + i] = VectorMath.Dot<TVec, TW>(rows + (long)i * cols, X + (long)t * cols, cols);
                     }
-                }
-            }
-            for (; t < N; t++)
-            {
-                float* xt = X + (long)t * cols;
-                float* yt = Y + (long)t * outStride + rowStart;
-                int i = 0;
-                for (; i + 4 <= rowCount; i += 4)
-                {
-                    Dot4<TVec, TW>(rows + (long)i * cols, cols, xt, yt + i);
-                }
-                for (; i < rowCount; i++)
-                {
-                    yt[i] = VectorMath.Dot<TVec, TW>(rows + (long)i * cols, xt, cols);
                 }
             }
         }
     }
+
+    /// <summary>x bytes per token block of the generic route: with one row group and the output, well inside a 1 MB L2.</summary>
+    private const int TokenBlockBytes = 128 * 1024;
 
     /// <summary>The calling thread's buffer for the FP8 kernels' prescaled activations.</summary>
     private static float* PrescaleBuffer(int length) => Grow(ref t_prescaled, ref t_prescaledLength, length);
@@ -486,9 +492,121 @@ public static unsafe class MatMul
         }
     }
 
-    /// <summary>Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results.</summary>
+    /// <summary>
+    /// Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results. Per step, four vectors of each row
+    /// (two accumulators per row, so each multiply-add chain is two deep per step) decoded without the NaN
+    /// compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
+    /// codes, and rows holding one are recomputed by <see cref="Fp8Rows4Checked{TVec, TW}"/> (their result is NaN).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        byte* next = p0 + 4 * cols; // the next row group, fetched at four times the pace of c (four rows consumed)
+        float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
+        float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
+        var acc0 = TW.Zero;
+        var acc1 = TW.Zero;
+        var acc2 = TW.Zero;
+        var acc3 = TW.Zero;
+        var seen = TW.Zero;
+        float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
+        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            var b0 = TW.Zero;
+            var b1 = TW.Zero;
+            var b2 = TW.Zero;
+            var b3 = TW.Zero;
+            var e0 = TW.Zero;
+            var e1 = TW.Zero;
+            var e2 = TW.Zero;
+            var e3 = TW.Zero;
+            int c = start;
+            for (; c + step <= end; c += step)
+            {
+                // 4 · step bytes consumed: one line per 64.
+                PrefetchNext(next + 4 * c);
+                if (lanes >= 8)
+                {
+                    PrefetchNext(next + 4 * c + 64);
+                }
+                if (lanes >= 16)
+                {
+                    PrefetchNext(next + 4 * c + 128);
+                    PrefetchNext(next + 4 * c + 192);
+                }
+                seen = TW.Fp8NaNScan(p0 + c, seen);
+                seen = TW.Fp8NaNScan(p1 + c, seen);
+                seen = TW.Fp8NaNScan(p2 + c, seen);
+                seen = TW.Fp8NaNScan(p3 + c, seen);
+                var xv = TW.Load(xs + c);
+                b0 = TW.Fma(TW.Fp8Finite(p0 + c), xv, b0);
+                b1 = TW.Fma(TW.Fp8Finite(p1 + c), xv, b1);
+                b2 = TW.Fma(TW.Fp8Finite(p2 + c), xv, b2);
+                b3 = TW.Fma(TW.Fp8Finite(p3 + c), xv, b3);
+                int k = c + lanes;
+                xv = TW.Load(xs + k);
+                e0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, e0);
+                e1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, e1);
+                e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
+                e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
+                k += lanes;
+                xv = TW.Load(xs + k);
+                b0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, b0);
+                b1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, b1);
+                b2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, b2);
+                b3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, b3);
+                k += lanes;
+                xv = TW.Load(xs + k);
+                e0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, e0);
+                e1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, e1);
+                e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
+                e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
+            }
+            // The block's ragged end (blocks narrower than a step, or not a multiple of one): the checked decode.
+            for (; c + lanes <= end; c += lanes)
+            {
+                var xv = TW.Load(xs + c);
+                b0 = TW.Fma(TW.Fp8(p0 + c), xv, b0);
+                b1 = TW.Fma(TW.Fp8(p1 + c), xv, b1);
+                b2 = TW.Fma(TW.Fp8(p2 + c), xv, b2);
+                b3 = TW.Fma(TW.Fp8(p3 + c), xv, b3);
+            }
+            if (c < end)
+            {
+                float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+                for (; c < end; c++)
+                {
+                    float xc = xs[c];
+                    t0 += DecodeFp8Scalar(p0[c]) * xc;
+                    t1 += DecodeFp8Scalar(p1[c]) * xc;
+                    t2 += DecodeFp8Scalar(p2[c]) * xc;
+                    t3 += DecodeFp8Scalar(p3[c]) * xc;
+                }
+                tail0 += t0 * s0[b];
+                tail1 += t1 * s1[b];
+                tail2 += t2 * s2[b];
+                tail3 += t3 * s3[b];
+            }
+            acc0 = TW.Fma(TW.Add(b0, e0), TW.Splat(s0[b]), acc0);
+            acc1 = TW.Fma(TW.Add(b1, e1), TW.Splat(s1[b]), acc1);
+            acc2 = TW.Fma(TW.Add(b2, e2), TW.Splat(s2[b]), acc2);
+            acc3 = TW.Fma(TW.Add(b3, e3), TW.Splat(s3[b]), acc3);
+        }
+        if (TW.Fp8SawNaN(seen))
+        {
+            Fp8Rows4Checked<TVec, TW>(w, r, xs, scales, y);
+            return;
+        }
+        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
+    }
+
+    /// <summary>Four FP8 rows r..r+3 against the prescaled x, every vector decoded with the NaN compare: the rows that hold NaN codes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Fp8Rows4Checked<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count;
         byte* p0 = w.RowPointer(r);

@@ -43,6 +43,18 @@ internal unsafe interface ISimd<TVec> where TVec : struct
 
     /// <summary>Count FP8 E4M3 codes as floats of value decode(b) · 2^-120 (see <see cref="MatMul"/>); NaN codes give NaN.</summary>
     static abstract TVec Fp8(byte* p);
+    /// <summary>
+    /// As <see cref="Fp8"/> without the NaN compare (NaN codes land on ±480 · 2^-120): for kernels that
+    /// find NaN codes by <see cref="Fp8NaNScan"/> over whole bytes instead, four vectors' codes at once.
+    /// </summary>
+    static abstract TVec Fp8Finite(byte* p);
+    /// <summary>
+    /// <paramref name="seen"/> folded with the 4 · Count codes at p by byte-wise max of (code | 0x80): a byte
+    /// of 0xFF marks a NaN code (0x7F, 0xFF). Start from <see cref="Zero"/>; test with <see cref="Fp8SawNaN"/>.
+    /// </summary>
+    static abstract TVec Fp8NaNScan(byte* p, TVec seen);
+    /// <summary>Whether an <see cref="Fp8NaNScan"/> accumulator met a NaN code.</summary>
+    static abstract bool Fp8SawNaN(TVec seen);
     /// <summary>Count BF16 values as floats.</summary>
     static abstract TVec Bf16(ushort* p);
     /// <summary>Count Q8_0 codes (int8) as floats.</summary>
@@ -117,6 +129,17 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Fp8Finite(byte* p) =>
+        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)p)), 20) & Vector512.Create(SimdConstants.Fp8Mask)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Fp8NaNScan(byte* p, Vector512<float> seen) =>
+        Vector512.Max(seen.AsByte(), Vector512.Load(p) | Vector512.Create((byte)0x80)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Fp8SawNaN(Vector512<float> seen) => Vector512.EqualsAny(seen.AsByte(), Vector512<byte>.AllBitsSet);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Bf16(ushort* p) => Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load(p)), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -166,6 +189,17 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>, IInt8Dot<Vector256<flo
         var nan = Vector256.Equals(bits | Vector256.Create(SimdConstants.SignBit), Vector256.Create(SimdConstants.Fp8NaNBits));
         return (bits | nan).AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fp8Finite(byte* p) =>
+        (Vector256.ShiftLeft(Avx2.ConvertToVector256Int32((sbyte*)p), 20) & Vector256.Create(SimdConstants.Fp8Mask)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fp8NaNScan(byte* p, Vector256<float> seen) =>
+        Vector256.Max(seen.AsByte(), Vector256.Load(p) | Vector256.Create((byte)0x80)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Fp8SawNaN(Vector256<float> seen) => Vector256.EqualsAny(seen.AsByte(), Vector256<byte>.AllBitsSet);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Bf16(ushort* p) => Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(p), 16).AsSingle();
@@ -280,6 +314,17 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>, IInt8Dot<Vector128<flo
         var nan = Vector128.Equals(bits | Vector128.Create(SimdConstants.SignBit), Vector128.Create(SimdConstants.Fp8NaNBits));
         return (bits | nan).AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fp8Finite(byte* p) =>
+        (Vector128.ShiftLeft(WidenSBytes((sbyte*)p), 20) & Vector128.Create(SimdConstants.Fp8Mask)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fp8NaNScan(byte* p, Vector128<float> seen) =>
+        Vector128.Max(seen.AsByte(), Vector128.Load(p) | Vector128.Create((byte)0x80)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Fp8SawNaN(Vector128<float> seen) => Vector128.EqualsAny(seen.AsByte(), Vector128<byte>.AllBitsSet);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Bf16(ushort* p)
