@@ -134,7 +134,41 @@ public sealed class DecodingSession
             _model.Forward(_workspace, [input], chunkHidden, last ? _verifyLogits : default);
             first = CompletePromptChunk(input.Tokens.Length, chunkHidden, last ? _verifyLogits.AsSpan(0, _vocab) : default);
         }
+        // The heads read the prompt now, as part of prompt processing: the first decode step then runs
+        // only its few new rows per head instead of the whole prompt.
+        for (int k = 0; k < DraftTokens; k++)
+        {
+            while (HeadPromptInput(k, chunk) is { } headInput)
+            {
+                _model.ForwardMtp(_workspace, k, [headInput], default);
+            }
+        }
         return first;
+    }
+
+    /// <summary>
+    /// After the prompt: head k's rows that need no draft, [head length, n − 1 − k) of the n prompt
+    /// positions (row t reads token t + k + 1, committed up to the first generated token), at most
+    /// <paramref name="maxRows"/> per forward (its workspaces grow with the rows); null when none are left. The last row stays for the first step, whose logits propose the draft.
+    /// </summary>
+    private MtpInput? HeadPromptInput(int k, int maxRows)
+    {
+        int n = _cache.Length;
+        LayerKvCache head = _cache.Mtp(k);
+        int from = head.Length, to = Math.Min(n - 1 - k, from + maxRows);
+        if (to <= from || _hidden.FirstPosition > from || _hidden.EndPosition < to)
+        {
+            return null;
+        }
+        int rows = to - from;
+        var tokens = new int[rows]; // once per request, not per step
+        int[] used = _usedTokens[k];
+        for (int t = from; t < to; t++)
+        {
+            tokens[t - from] = _stream[t + k + 1];
+            used[t % UsedTokenRing] = tokens[t - from];
+        }
+        return new MtpInput(_cache, tokens, _hidden.Rows(from, rows), LogitRows.None);
     }
 
     /// <summary>Starts the prompt (a restored prefix already in the cache counts as done); <see cref="PromptChunk"/> then feeds the rest.</summary>
