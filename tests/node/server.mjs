@@ -116,16 +116,22 @@ export async function startServer(writeModel) {
   return {
     baseUrl,
     logPath,
-    /** Stops the server; removes its directory unless keepLog (then only the model goes). */
-    async stop(keepLog = false) {
-      const exited = new Promise(r => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise(r => setTimeout(r, 10_000))]);
-      if (child.exitCode === null) {
+    /**
+     * Stops the server with `signal` (SIGKILL after 30 s without an exit) and resolves to how it exited;
+     * removes its directory unless keepLog (then only the model goes).
+     */
+    async stop(keepLog = false, signal = 'SIGTERM') {
+      const exited = new Promise(r => child.once('exit', (code, sig) => r({ code, signal: sig })));
+      child.kill(signal);
+      let timer;
+      const exit = await Promise.race([exited, new Promise(r => { timer = setTimeout(r, 30_000); })]);
+      clearTimeout(timer);
+      if (exit === undefined) {
         child.kill('SIGKILL');
       }
       await new Promise(r => log.end(r));
       fs.rmSync(keepLog ? modelDir : dir, { recursive: true, force: true });
+      return exit ?? await exited;
     },
   };
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using MimoSharp.Server;
 
 namespace MimoSharp.Cli.Commands;
@@ -70,14 +71,28 @@ internal static class ServeCommand
                 KvBudgetBytes = kvMb * (1L << 20),
                 Log = output,
             };
-            await using MimoServer server = await MimoServer.StartAsync(options, cancellationToken);
+            // Program.Run invokes actions synchronously, which leaves System.CommandLine's Ctrl+C / SIGTERM
+            // handling off: without these a server ignores both (docker stop, systemd, a test harness).
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            void Stop(PosixSignalContext signal)
+            {
+                signal.Cancel = true; // shut down in order (requests end, the model is released), then exit 0
+                stop.Cancel();
+            }
+            using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+            using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+            await using MimoServer server = await MimoServer.StartAsync(options, stop.Token);
             output.WriteLine($"mimo serve: listening on {server.BaseUrl} (loading {dir})");
             output.Flush();
             try
             {
-                await server.Ready;
+                await server.Ready.WaitAsync(stop.Token);
                 output.WriteLine($"mimo serve: model \"{server.Host!.Name}\" ready, context {server.Host.Context} tokens");
                 output.Flush();
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return 0; // stopped while loading
             }
             catch (Exception ex)
             {
@@ -85,7 +100,7 @@ internal static class ServeCommand
             }
             try
             {
-                await Task.Delay(Timeout.Infinite, cancellationToken);
+                await Task.Delay(Timeout.Infinite, stop.Token);
             }
             catch (OperationCanceledException)
             {
