@@ -415,7 +415,9 @@ public static unsafe class MatMul
             int outStride = w.Rows;
             // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 2 tokens with 16.
             int tile = TW.WideRegisterFile ? 4 : 2;
-            int block = Math.Max(tile, TokenBlockBytes / sizeof(float) / cols / tile * tile);
+            // 4 x 4 tiles (32 registers) measured faster token tile by token tile over all rows (prefill
+            // 512, small preset, Vector512: 330 tok/s in 32-token blocks, 358 tile by tile); 4 x 2 tiles faster in blocks (230 -> 245).
+            int block = TW.WideRegisterFile ? tile : Math.Max(tile, TokenBlockBytes / sizeof(float) / cols / tile * tile);
             for (int t0 = 0; t0 < N; t0 += block)
             {
                 int t1 = Math.Min(N, t0 + block);
