@@ -498,10 +498,11 @@ public static unsafe class MatMul
     /// Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results. Per step, four vectors of each row
     /// (two accumulators per row, so each multiply-add chain is two deep per step) decoded without the NaN
     /// compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
-    /// codes, and rows holding one are recomputed by <see cref="Fp8Rows4Checked{TVec, TW}"/> (their result is NaN).
+    /// codes, and a group holding one is recomputed with <paramref name="checkedDecode"/>: every vector
+    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
@@ -527,7 +528,7 @@ public static unsafe class MatMul
             var e2 = TW.Zero;
             var e3 = TW.Zero;
             int c = start;
-            for (; c + step <= end; c += step)
+            for (; !checkedDecode && c + step <= end; c += step)
             {
                 // 4 · step bytes consumed: one line per 64.
                 PrefetchNext(next + 4 * c);
@@ -568,7 +569,8 @@ public static unsafe class MatMul
                 e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
                 e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
             }
-            // The block's ragged end (blocks narrower than a step, or not a multiple of one): the checked decode.
+            // The block's ragged end (blocks narrower than a step, or not a multiple of one), or all of it when
+            // checkedDecode: the checked decode.
             for (; c + lanes <= end; c += lanes)
             {
                 var xv = TW.Load(xs + c);
@@ -600,66 +602,8 @@ public static unsafe class MatMul
         }
         if (TW.Fp8SawNaN(seen))
         {
-            Fp8Rows4Checked<TVec, TW>(w, r, xs, scales, y);
+            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, checkedDecode: true);
             return;
-        }
-        (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
-    }
-
-    /// <summary>Four FP8 rows r..r+3 against the prescaled x, every vector decoded with the NaN compare: the rows that hold NaN codes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4Checked<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y) where TVec : struct where TW : struct, ISimd<TVec>
-    {
-        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count;
-        byte* p0 = w.RowPointer(r);
-        byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
-        float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
-        float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
-        var acc0 = TW.Zero;
-        var acc1 = TW.Zero;
-        var acc2 = TW.Zero;
-        var acc3 = TW.Zero;
-        float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
-        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
-        {
-            int end = Math.Min(start + blockCols, cols);
-            var b0 = TW.Zero;
-            var b1 = TW.Zero;
-            var b2 = TW.Zero;
-            var b3 = TW.Zero;
-            int c = start;
-            for (; c + lanes <= end; c += lanes)
-            {
-                if (lanes >= 8)
-                {
-                    PrefetchNext(p0 + 4 * cols + 4 * c);
-                }
-                var xv = TW.Load(xs + c);
-                b0 = TW.Fma(TW.Fp8(p0 + c), xv, b0);
-                b1 = TW.Fma(TW.Fp8(p1 + c), xv, b1);
-                b2 = TW.Fma(TW.Fp8(p2 + c), xv, b2);
-                b3 = TW.Fma(TW.Fp8(p3 + c), xv, b3);
-            }
-            if (c < end)
-            {
-                float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-                for (; c < end; c++)
-                {
-                    float xc = xs[c];
-                    t0 += DecodeFp8Scalar(p0[c]) * xc;
-                    t1 += DecodeFp8Scalar(p1[c]) * xc;
-                    t2 += DecodeFp8Scalar(p2[c]) * xc;
-                    t3 += DecodeFp8Scalar(p3[c]) * xc;
-                }
-                tail0 += t0 * s0[b];
-                tail1 += t1 * s1[b];
-                tail2 += t2 * s2[b];
-                tail3 += t3 * s3[b];
-            }
-            acc0 = TW.Fma(b0, TW.Splat(s0[b]), acc0);
-            acc1 = TW.Fma(b1, TW.Splat(s1[b]), acc1);
-            acc2 = TW.Fma(b2, TW.Splat(s2[b]), acc2);
-            acc3 = TW.Fma(b3, TW.Splat(s3[b]), acc3);
         }
         (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
     }
