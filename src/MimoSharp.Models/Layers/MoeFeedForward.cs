@@ -198,6 +198,19 @@ public sealed class MoeFeedForward
         }
     }
 
+    /// <summary>
+    /// One expert's SwiGLU over <paramref name="rows"/> rows: output [rows, hidden] = down(silu(gate·x) ⊙ up·x),
+    /// with gate and up [rows, width] as scratch. Called from inside a pool job: the pool is busy running it,
+    /// so these products run on the calling thread alone.
+    /// </summary>
+    private static void RunExpert(MlpWeights w, ReadOnlySpan<float> x, Span<float> gate, Span<float> up, Span<float> output, int rows, WorkerPool pool, KernelMode kernels)
+    {
+        MatMul.Multiply(w.Gate, x, gate, rows, pool, kernels);
+        MatMul.Multiply(w.Up, x, up, rows, pool, kernels);
+        VectorMath.SwiGlu(gate, up, kernels.Isa);
+        MatMul.Multiply(w.Down, gate, output, rows, pool, kernels);
+    }
+
     internal sealed class BatchExpertJob : IParallelJob
     {
         public float[] Gathered = [];
@@ -219,14 +232,8 @@ public sealed class MoeFeedForward
                 int e = Active[i];
                 int begin = Counts[e], m = Counts[e + 1] - begin;
                 MlpWeights w = Experts[e];
-                Span<float> gate = Gate.AsSpan(begin * Width, m * Width);
-                Span<float> up = Up.AsSpan(begin * Width, m * Width);
-                ReadOnlySpan<float> x = Gathered.AsSpan(begin * Hidden, m * Hidden);
-                // The pool is busy running this job, so these products run on this thread alone.
-                MatMul.Multiply(w.Gate, x, gate, m, Pool, Kernels);
-                MatMul.Multiply(w.Up, x, up, m, Pool, Kernels);
-                VectorMath.SwiGlu(gate, up, Kernels.Isa);
-                MatMul.Multiply(w.Down, gate, Out.AsSpan(begin * Hidden, m * Hidden), m, Pool, Kernels);
+                RunExpert(w, Gathered.AsSpan(begin * Hidden, m * Hidden), Gate.AsSpan(begin * Width, m * Width), Up.AsSpan(begin * Width, m * Width),
+                    Out.AsSpan(begin * Hidden, m * Hidden), m, Pool, Kernels);
             }
         }
     }
@@ -249,13 +256,7 @@ public sealed class MoeFeedForward
             for (int k = start; k < end; k++)
             {
                 MlpWeights e = Experts[Selected[k]];
-                Span<float> gate = Gate.AsSpan(k * Width, Width);
-                Span<float> up = Up.AsSpan(k * Width, Width);
-                // The pool is busy running this job, so these products run on this thread alone.
-                MatMul.Multiply(e.Gate, Input, gate, 1, Pool, Kernels);
-                MatMul.Multiply(e.Up, Input, up, 1, Pool, Kernels);
-                VectorMath.SwiGlu(gate, up, Kernels.Isa);
-                MatMul.Multiply(e.Down, gate, Out.AsSpan(k * Hidden, Hidden), 1, Pool, Kernels);
+                RunExpert(e, Input, Gate.AsSpan(k * Width, Width), Up.AsSpan(k * Width, Width), Out.AsSpan(k * Hidden, Hidden), 1, Pool, Kernels);
             }
         }
     }
