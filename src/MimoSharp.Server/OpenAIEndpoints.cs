@@ -177,15 +177,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             }
             if (includeUsage)
             {
-                await Send(context, new JsonObject
-                {
-                    ["id"] = id,
-                    ["object"] = "chat.completion.chunk",
-                    ["created"] = created,
-                    ["model"] = host.Name,
-                    ["choices"] = new JsonArray(),
-                    ["usage"] = Usage(promptTokens, completionTokens, cached),
-                }).ConfigureAwait(false);
+                await Send(context, UsageChunk(id, "chat.completion.chunk", created, host.Name, Usage(promptTokens, completionTokens, cached))).ConfigureAwait(false);
             }
             context.Items["usage"] = $"prompt={promptTokens} cached={cached} completion={completionTokens} stream";
             await MimoServer.WriteSse(context, null, "[DONE]").ConfigureAwait(false);
@@ -308,15 +300,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             }
             if (includeUsage)
             {
-                await Send(context, new JsonObject
-                {
-                    ["id"] = id,
-                    ["object"] = "text_completion",
-                    ["created"] = created,
-                    ["model"] = host.Name,
-                    ["choices"] = new JsonArray(),
-                    ["usage"] = Usage(ids.Count, completionTokens, cached),
-                }).ConfigureAwait(false);
+                await Send(context, UsageChunk(id, "text_completion", created, host.Name, Usage(ids.Count, completionTokens, cached))).ConfigureAwait(false);
             }
             await MimoServer.WriteSse(context, null, "[DONE]").ConfigureAwait(false);
         }
@@ -454,6 +438,17 @@ internal sealed class OpenAIEndpoints(MimoServer server)
         StopReason.Length => "length",
         StopReason.ToolCalls => "tool_calls",
         _ => "stop",
+    };
+
+    /// <summary>The last chunk of a stream with <c>stream_options.include_usage</c>: no choices, the usage.</summary>
+    private static JsonObject UsageChunk(string id, string objectType, long created, string model, JsonObject usage) => new()
+    {
+        ["id"] = id,
+        ["object"] = objectType,
+        ["created"] = created,
+        ["model"] = model,
+        ["choices"] = new JsonArray(),
+        ["usage"] = usage,
     };
 
     internal static JsonObject Usage(int prompt, int completion, int cached) => new()
