@@ -113,6 +113,8 @@ public static unsafe class MatMul
                     QuantizeActivations(px + (long)t * weight.Cols, weight.Cols, job.XCodes + (long)t * groups * Group, job.XScales + t * groups, isa);
                 }
             }
+            job.ScanForNaN = weight.NaNCodes != Fp8NaNCodes.None;
+            job.SawNaN = false;
             try
             {
                 int rowGroups = (weight.Rows + RowGroup - 1) / RowGroup;
@@ -121,6 +123,11 @@ public static unsafe class MatMul
             finally
             {
                 job.Weight = null;
+            }
+            if (route == Route.Fused && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
+            {
+                // Every row group of the matrix was scanned (the ragged ends and tail rows decode checked).
+                weight.NaNCodes = job.SawNaN ? Fp8NaNCodes.Some : Fp8NaNCodes.None;
             }
         }
     }
@@ -194,6 +201,10 @@ public static unsafe class MatMul
         public int N;
         public Route Route;
         public KernelIsa Isa;
+        /// <summary>Whether the FP8 kernels scan for NaN codes (the matrix is not yet known to hold none).</summary>
+        public bool ScanForNaN;
+        /// <summary>Set (by any thread, only ever to true) when a scanned row group held a NaN code.</summary>
+        public bool SawNaN;
 
         public void Execute(int start, int end)
         {
@@ -255,7 +266,12 @@ public static unsafe class MatMul
             {
                 switch (w.DType)
                 {
-                    case DType.F8E4M3: Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r); break;
+                    case DType.F8E4M3:
+                        if (Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r, ScanForNaN))
+                        {
+                            SawNaN = true;
+                        }
+                        break;
                     case DType.I8: Q8Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
                     case DType.Q4: Q4Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
                     default: Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, X, Y + r); break;
@@ -310,7 +326,7 @@ public static unsafe class MatMul
                     float* xt = x + (long)t * cols, yt = Y + (long)t * rows + r;
                     if (fp8)
                     {
-                        Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt);
+                        Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt, ScanForNaN);
                     }
                     else
                     {
@@ -499,10 +515,12 @@ public static unsafe class MatMul
     /// (two accumulators per row, so each multiply-add chain is two deep per step) decoded without the NaN
     /// compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
     /// codes, and a group holding one is recomputed with <paramref name="checkedDecode"/>: every vector
-    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN.
+    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN. Without
+    /// <paramref name="scan"/> (a matrix known to hold no NaN code) the scan is left out. Returns whether
+    /// the scan met a NaN code.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
+    private static bool Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool scan, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
@@ -541,10 +559,13 @@ public static unsafe class MatMul
                     PrefetchNext(next + 4 * c + 128);
                     PrefetchNext(next + 4 * c + 192);
                 }
-                seen = TW.Fp8NaNScan(p0 + c, seen);
-                seen = TW.Fp8NaNScan(p1 + c, seen);
-                seen = TW.Fp8NaNScan(p2 + c, seen);
-                seen = TW.Fp8NaNScan(p3 + c, seen);
+                if (scan)
+                {
+                    seen = TW.Fp8NaNScan(p0 + c, seen);
+                    seen = TW.Fp8NaNScan(p1 + c, seen);
+                    seen = TW.Fp8NaNScan(p2 + c, seen);
+                    seen = TW.Fp8NaNScan(p3 + c, seen);
+                }
                 var xv = TW.Load(xs + c);
                 b0 = TW.Fma(TW.Fp8Finite(p0 + c), xv, b0);
                 b1 = TW.Fma(TW.Fp8Finite(p1 + c), xv, b1);
@@ -600,12 +621,13 @@ public static unsafe class MatMul
             acc2 = TW.Fma(TW.Add(b2, e2), TW.Splat(s2[b]), acc2);
             acc3 = TW.Fma(TW.Add(b3, e3), TW.Splat(s3[b]), acc3);
         }
-        if (TW.Fp8SawNaN(seen))
+        if (scan && TW.Fp8SawNaN(seen))
         {
-            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, checkedDecode: true);
-            return;
+            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, scan: false, checkedDecode: true);
+            return true;
         }
         (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
+        return false;
     }
 
     /// <summary>
