@@ -276,8 +276,11 @@ public static unsafe class MatMul
         /// <summary>
         /// n tokens against rows [rowStart, rowEnd): per group of four rows, tokens four at a time through
         /// the 2-row × 4-token kernels (each weight vector decoded once for four tokens, all accumulators
-        /// in registers), the rest one by one through the one-token four-row kernel (the group's 4 × cols
-        /// weights stay in L1 between tokens). The former kernel, looping tokens inside one row with n
+        /// in registers), a remainder of two or three tokens through the 2- or 3-token instances of the
+        /// same kernels, and a last lone token through the one-token four-row kernel (the group's
+        /// 4 × cols weights stay in L1 between calls). Continuous batching's MoE steps give each expert
+        /// one to three rows: before the 2- and 3-token instances, those ran token by token, decoding
+        /// every weight once per token. The former kernel, looping tokens inside one row with n
         /// accumulators in memory, measured 4-5x slower per multiply-add on AVX2.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -292,30 +295,27 @@ public static unsafe class MatMul
                 int t = 0;
                 for (; t + 4 <= N; t += 4)
                 {
-                    float* xt = x + (long)t * cols, yt = Y + (long)t * rows + r;
-                    if (fp8)
-                    {
-                        Fp8Rows2Tokens4<TVec, TW>(w, r, xt, Scales, rows, yt);
-                        Fp8Rows2Tokens4<TVec, TW>(w, r + 2, xt, Scales, rows, yt + 2);
-                    }
-                    else
-                    {
-                        ushort* p = (ushort*)w.RowPointer(r);
-                        Bf16Rows2Tokens4<TVec, TW>(p, cols, xt, rows, yt);
-                        Bf16Rows2Tokens4<TVec, TW>(p + 2 * cols, cols, xt, rows, yt + 2);
-                    }
+                    RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * cols, Y + (long)t * rows + r);
                 }
-                for (; t < N; t++)
+                switch (N - t)
                 {
-                    float* xt = x + (long)t * cols, yt = Y + (long)t * rows + r;
-                    if (fp8)
-                    {
-                        Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt);
-                    }
-                    else
-                    {
-                        Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, xt, yt);
-                    }
+                    case 3:
+                        RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * cols, Y + (long)t * rows + r);
+                        break;
+                    case 2:
+                        RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * cols, Y + (long)t * rows + r);
+                        break;
+                    case 1:
+                        float* xt = x + (long)t * cols, yt = Y + (long)t * rows + r;
+                        if (fp8)
+                        {
+                            Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt);
+                        }
+                        else
+                        {
+                            Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, xt, yt);
+                        }
+                        break;
                 }
             }
             for (; r < rowEnd; r++)
@@ -327,6 +327,25 @@ public static unsafe class MatMul
                         ? Fp8Row<TVec, TW>(w.RowPointer(r), cols, w.BlockCols, xt, w.KernelScaleRow(r, Scales))
                         : Bf16Row<TVec, TW>((ushort*)w.RowPointer(r), cols, xt);
                 }
+            }
+        }
+
+        /// <summary>The four rows r..r+3 against the <typeparamref name="TN"/> tokens at xt: two 2-row kernel calls.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void RowGroupTokens<TVec, TW, TN>(WeightMatrix w, int r, float* xt, float* yt)
+            where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
+        {
+            int rows = w.Rows;
+            if (w.DType == DType.F8E4M3)
+            {
+                Fp8Rows2Tokens<TVec, TW, TN>(w, r, xt, Scales, rows, yt);
+                Fp8Rows2Tokens<TVec, TW, TN>(w, r + 2, xt, Scales, rows, yt + 2);
+            }
+            else
+            {
+                ushort* p = (ushort*)w.RowPointer(r);
+                Bf16Rows2Tokens<TVec, TW, TN>(p, w.Cols, xt, rows, yt);
+                Bf16Rows2Tokens<TVec, TW, TN>(p + 2 * w.Cols, w.Cols, xt, rows, yt + 2);
             }
         }
 
@@ -609,20 +628,26 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Two FP8 rows r, r+1 against four prescaled token vectors xs [4, cols]: y[t · rows + j]. Each weight
-    /// vector is decoded once for four tokens and multiplied by its block's scale there (one multiply per
-    /// four tokens), so no per-block accumulators are needed: eight accumulators, as for BF16.
+    /// Two FP8 rows r, r+1 against <typeparamref name="TN"/> (2..4) prescaled token vectors xs [TN, cols]:
+    /// y[t · rows + j]. Each weight vector is decoded once for every token and multiplied by its block's
+    /// scale there (one multiply per decoded vector), so no per-block accumulators are needed: 2 · TN
+    /// accumulators, which with the two weight vectors fit the 16 registers of AVX2. Whole four-vector
+    /// steps decode without the NaN compare, the steps' codes scanned for NaN codes as in
+    /// <see cref="Fp8Rows4{TVec, TW}"/>; a pair holding one is recomputed with <paramref name="checkedDecode"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows2Tokens4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, int rows, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Fp8Rows2Tokens<TVec, TW, TN>(WeightMatrix w, int r, float* xs, float* scales, int rows, float* y, bool checkedDecode = false)
+        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
     {
-        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count;
+        int n = TN.Value;
+        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
         byte* p1 = p0 + cols;
         float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
-        float* x1 = xs + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* x1 = xs + cols, x2 = x1 + cols, x3 = x2 + cols; // read only for the tokens there are
         var a00 = TW.Zero; var a01 = TW.Zero; var a02 = TW.Zero; var a03 = TW.Zero;
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
+        var seen = TW.Zero;
         Vector128<float> tail0 = default, tail1 = default; // [t0..t3] of row 0 and of row 1
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
@@ -630,6 +655,35 @@ public static unsafe class MatMul
             var scale0 = TW.Splat(s0[b]);
             var scale1 = TW.Splat(s1[b]);
             int c = start;
+            for (; !checkedDecode && c + step <= end; c += step)
+            {
+                seen = TW.Fp8NaNScan(p0 + c, seen);
+                seen = TW.Fp8NaNScan(p1 + c, seen);
+                for (int k = c; k < c + step; k += lanes)
+                {
+                    var w0 = TW.Multiply(TW.Fp8Finite(p0 + k), scale0);
+                    var w1 = TW.Multiply(TW.Fp8Finite(p1 + k), scale1);
+                    var v = TW.Load(xs + k);
+                    a00 = TW.Fma(w0, v, a00);
+                    a10 = TW.Fma(w1, v, a10);
+                    v = TW.Load(x1 + k);
+                    a01 = TW.Fma(w0, v, a01);
+                    a11 = TW.Fma(w1, v, a11);
+                    if (n > 2)
+                    {
+                        v = TW.Load(x2 + k);
+                        a02 = TW.Fma(w0, v, a02);
+                        a12 = TW.Fma(w1, v, a12);
+                    }
+                    if (n > 3)
+                    {
+                        v = TW.Load(x3 + k);
+                        a03 = TW.Fma(w0, v, a03);
+                        a13 = TW.Fma(w1, v, a13);
+                    }
+                }
+            }
+            // The block's ragged end, or all of it when checkedDecode: the checked decode.
             for (; c + lanes <= end; c += lanes)
             {
                 var w0 = TW.Multiply(TW.Fp8(p0 + c), scale0);
@@ -640,22 +694,33 @@ public static unsafe class MatMul
                 v = TW.Load(x1 + c);
                 a01 = TW.Fma(w0, v, a01);
                 a11 = TW.Fma(w1, v, a11);
-                v = TW.Load(x2 + c);
-                a02 = TW.Fma(w0, v, a02);
-                a12 = TW.Fma(w1, v, a12);
-                v = TW.Load(x3 + c);
-                a03 = TW.Fma(w0, v, a03);
-                a13 = TW.Fma(w1, v, a13);
+                if (n > 2)
+                {
+                    v = TW.Load(x2 + c);
+                    a02 = TW.Fma(w0, v, a02);
+                    a12 = TW.Fma(w1, v, a12);
+                }
+                if (n > 3)
+                {
+                    v = TW.Load(x3 + c);
+                    a03 = TW.Fma(w0, v, a03);
+                    a13 = TW.Fma(w1, v, a13);
+                }
             }
             for (; c < end; c++)
             {
-                var xc = Vector128.Create(xs[c], x1[c], x2[c], x3[c]);
+                var xc = Vector128.Create(xs[c], x1[c], n > 2 ? x2[c] : 0f, n > 3 ? x3[c] : 0f);
                 tail0 += Vector128.Create(DecodeFp8Scalar(p0[c]) * s0[b]) * xc;
                 tail1 += Vector128.Create(DecodeFp8Scalar(p1[c]) * s1[b]) * xc;
             }
         }
+        if (!checkedDecode && TW.Fp8SawNaN(seen))
+        {
+            Fp8Rows2Tokens<TVec, TW, TN>(w, r, xs, scales, rows, y, checkedDecode: true);
+            return;
+        }
         Vector128<float> row0 = TW.Sum4(a00, a01, a02, a03) + tail0, row1 = TW.Sum4(a10, a11, a12, a13) + tail1;
-        for (int t = 0; t < 4; t++)
+        for (int t = 0; t < n; t++)
         {
             y[(long)t * rows] = row0[t];
             y[(long)t * rows + 1] = row1[t];
@@ -945,16 +1010,19 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Two BF16 rows r, r+1 (p0, p0 + cols) against four token vectors x [4, cols]: y[t · rows + j] for
-    /// t = 0..3, j = 0..1. Each weight vector is decoded once for four tokens, and the eight accumulators,
-    /// two weight vectors and one token vector fit the 16 registers of AVX2, so a multiply-add costs a
-    /// quarter of a decode and half a load instead of a whole decode (the one-token kernel).
+    /// Two BF16 rows r, r+1 (p0, p0 + cols) against <typeparamref name="TN"/> (2..4) token vectors
+    /// x [TN, cols]: y[t · rows + j] for t &lt; TN, j = 0..1. Each weight vector is decoded once for every
+    /// token, and the 2 · TN accumulators, two weight vectors and one token vector fit the 16 registers of
+    /// AVX2, so a multiply-add costs 1 / TN of a decode and half a load instead of a whole decode (the
+    /// one-token kernel).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bf16Rows2Tokens4<TVec, TW>(ushort* p0, int cols, float* x, int rows, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Bf16Rows2Tokens<TVec, TW, TN>(ushort* p0, int cols, float* x, int rows, float* y)
+        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
     {
+        int n = TN.Value;
         ushort* p1 = p0 + cols;
-        float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols; // read only for the tokens there are
         var a00 = TW.Zero; var a01 = TW.Zero; var a02 = TW.Zero; var a03 = TW.Zero;
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
         int c = 0;
@@ -968,22 +1036,28 @@ public static unsafe class MatMul
             v = TW.Load(x1 + c);
             a01 = TW.Fma(w0, v, a01);
             a11 = TW.Fma(w1, v, a11);
-            v = TW.Load(x2 + c);
-            a02 = TW.Fma(w0, v, a02);
-            a12 = TW.Fma(w1, v, a12);
-            v = TW.Load(x3 + c);
-            a03 = TW.Fma(w0, v, a03);
-            a13 = TW.Fma(w1, v, a13);
+            if (n > 2)
+            {
+                v = TW.Load(x2 + c);
+                a02 = TW.Fma(w0, v, a02);
+                a12 = TW.Fma(w1, v, a12);
+            }
+            if (n > 3)
+            {
+                v = TW.Load(x3 + c);
+                a03 = TW.Fma(w0, v, a03);
+                a13 = TW.Fma(w1, v, a13);
+            }
         }
         Vector128<float> tail0 = default, tail1 = default; // [t0..t3] of row 0 and of row 1
         for (; c < cols; c++)
         {
-            var xc = Vector128.Create(x[c], x1[c], x2[c], x3[c]);
+            var xc = Vector128.Create(x[c], x1[c], n > 2 ? x2[c] : 0f, n > 3 ? x3[c] : 0f);
             tail0 += Vector128.Create(Bf16Scalar(p0[c])) * xc;
             tail1 += Vector128.Create(Bf16Scalar(p1[c])) * xc;
         }
         Vector128<float> row0 = TW.Sum4(a00, a01, a02, a03) + tail0, row1 = TW.Sum4(a10, a11, a12, a13) + tail1;
-        for (int t = 0; t < 4; t++)
+        for (int t = 0; t < n; t++)
         {
             y[(long)t * rows] = row0[t];
             y[(long)t * rows + 1] = row1[t];
