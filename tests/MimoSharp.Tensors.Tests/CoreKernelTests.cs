@@ -273,8 +273,8 @@ public sealed class CoreKernelTests
     {
         // Row r holds code r in every column; x = 1, so y[r] = cols · decode(r) · scale. 165 columns: a
         // 128-column block (whole four-vector steps of every width: the decode kernels' NaN scan) and a
-        // 37-column one (whole vectors and a ragged tail); 3, 6 and 9 tokens: the batch paths too (the 3-,
-        // 4- and 2-token kernels, the generic route).
+        // 37-column one (whole vectors and a ragged tail); 3, 6, 8 and 9 tokens: the batch paths too (the 3-,
+        // 4-, 2- and 8-token kernels, the generic route).
         const int cols = 165;
         const float scale = 0.5f;
         var codes = new NativeBuffer(256 * cols);
@@ -287,7 +287,7 @@ public sealed class CoreKernelTests
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
             var row = new float[cols];
-            foreach (int n in new[] { 1, 3, 6, 9 })
+            foreach (int n in new[] { 1, 3, 6, 8, 9 })
             {
                 float[] x = Enumerable.Repeat(1f, n * cols).ToArray();
                 var y = new float[n * 256];
@@ -330,7 +330,7 @@ public sealed class CoreKernelTests
         using var pool = new WorkerPool(2);
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
-            foreach (int n in new[] { 1, 3, 6, 9 })
+            foreach (int n in new[] { 1, 3, 6, 8, 9 })
             {
                 float[] x = Enumerable.Range(0, n * cols).Select(i => 0.25f + (i % 7) * 0.125f).ToArray();
                 var y = new float[n * rows];

@@ -274,9 +274,9 @@ public static unsafe class MatMul
         }
 
         /// <summary>
-        /// n tokens against rows [rowStart, rowEnd): per group of four rows, tokens four at a time through
-        /// the 2-row × 4-token kernels (each weight vector decoded once for four tokens, all accumulators
-        /// in registers), a remainder of two or three tokens through the 2- or 3-token instances of the
+        /// n tokens against rows [rowStart, rowEnd): per group of four rows, eight tokens at once through the
+        /// 2-row × 8-token kernels on 32-register machines, else tokens four at a time through the 2-row ×
+        /// 4-token kernels (each weight vector decoded once for those tokens, all accumulators in registers), a remainder of two or three tokens through the 2- or 3-token instances of the
         /// same kernels, and a last lone token through the one-token four-row kernel (the group's
         /// 4 × cols weights stay in L1 between calls). Continuous batching's MoE steps give each expert
         /// one to three rows: before the 2- and 3-token instances, those ran token by token, decoding
@@ -293,6 +293,11 @@ public static unsafe class MatMul
             for (; r + RowGroup <= rowEnd; r += RowGroup)
             {
                 int t = 0;
+                if (TW.WideRegisterFile && N == 8)
+                {
+                    RowGroupTokens<TVec, TW, EightTokens>(w, r, x, Y + r);
+                    continue;
+                }
                 for (; t + 4 <= N; t += 4)
                 {
                     RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * cols, Y + (long)t * rows + r);
@@ -628,12 +633,13 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Two FP8 rows r, r+1 against <typeparamref name="TN"/> (2..4) prescaled token vectors xs [TN, cols]:
+    /// Two FP8 rows r, r+1 against <typeparamref name="TN"/> (2..8) prescaled token vectors xs [TN, cols]:
     /// y[t · rows + j]. Each weight vector is decoded once for every token and multiplied by its block's
     /// scale there (one multiply per decoded vector), so no per-block accumulators are needed: 2 · TN
-    /// accumulators, which with the two weight vectors fit the 16 registers of AVX2. Whole four-vector
-    /// steps decode without the NaN compare, the steps' codes scanned for NaN codes as in
-    /// <see cref="Fp8Rows4{TVec, TW}"/>; a pair holding one is recomputed with <paramref name="checkedDecode"/>.
+    /// accumulators (up to four tokens they fit the 16 registers of AVX2 with the two weight vectors;
+    /// eight need a 32-register file). The whole four-vector steps of a block decode without the NaN
+    /// compare, their codes scanned for NaN codes as in <see cref="Fp8Rows4{TVec, TW}"/>; a pair of rows
+    /// holding one is recomputed with <paramref name="checkedDecode"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Fp8Rows2Tokens<TVec, TW, TN>(WeightMatrix w, int r, float* xs, float* scales, int rows, float* y, bool checkedDecode = false)
@@ -644,74 +650,87 @@ public static unsafe class MatMul
         byte* p0 = w.RowPointer(r);
         byte* p1 = p0 + cols;
         float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
-        float* x1 = xs + cols, x2 = x1 + cols, x3 = x2 + cols; // read only for the tokens there are
         var a00 = TW.Zero; var a01 = TW.Zero; var a02 = TW.Zero; var a03 = TW.Zero;
+        var a04 = TW.Zero; var a05 = TW.Zero; var a06 = TW.Zero; var a07 = TW.Zero;
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
+        var a14 = TW.Zero; var a15 = TW.Zero; var a16 = TW.Zero; var a17 = TW.Zero;
         var seen = TW.Zero;
-        Vector128<float> tail0 = default, tail1 = default; // [t0..t3] of row 0 and of row 1
+        // [t0..t3] and [t4..t7] of row 0 and of row 1: the blocks' scalar ends.
+        Vector128<float> tail0 = default, tail0High = default, tail1 = default, tail1High = default;
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
+            // [start, whole): whole steps, decoded unchecked (all of the block decoded checked when checkedDecode).
+            int whole = checkedDecode ? start : start + (end - start) / step * step;
+            for (int k = start; k < whole; k += step)
+            {
+                seen = TW.Fp8NaNScan(p0 + k, seen);
+                seen = TW.Fp8NaNScan(p1 + k, seen);
+            }
             var scale0 = TW.Splat(s0[b]);
             var scale1 = TW.Splat(s1[b]);
             int c = start;
-            for (; !checkedDecode && c + step <= end; c += step)
-            {
-                seen = TW.Fp8NaNScan(p0 + c, seen);
-                seen = TW.Fp8NaNScan(p1 + c, seen);
-                for (int k = c; k < c + step; k += lanes)
-                {
-                    var w0 = TW.Multiply(TW.Fp8Finite(p0 + k), scale0);
-                    var w1 = TW.Multiply(TW.Fp8Finite(p1 + k), scale1);
-                    var v = TW.Load(xs + k);
-                    a00 = TW.Fma(w0, v, a00);
-                    a10 = TW.Fma(w1, v, a10);
-                    v = TW.Load(x1 + k);
-                    a01 = TW.Fma(w0, v, a01);
-                    a11 = TW.Fma(w1, v, a11);
-                    if (n > 2)
-                    {
-                        v = TW.Load(x2 + k);
-                        a02 = TW.Fma(w0, v, a02);
-                        a12 = TW.Fma(w1, v, a12);
-                    }
-                    if (n > 3)
-                    {
-                        v = TW.Load(x3 + k);
-                        a03 = TW.Fma(w0, v, a03);
-                        a13 = TW.Fma(w1, v, a13);
-                    }
-                }
-            }
-            // The block's ragged end, or all of it when checkedDecode: the checked decode.
             for (; c + lanes <= end; c += lanes)
             {
-                var w0 = TW.Multiply(TW.Fp8(p0 + c), scale0);
-                var w1 = TW.Multiply(TW.Fp8(p1 + c), scale1);
-                var v = TW.Load(xs + c);
+                bool fast = c < whole;
+                var w0 = TW.Multiply(fast ? TW.Fp8Finite(p0 + c) : TW.Fp8(p0 + c), scale0);
+                var w1 = TW.Multiply(fast ? TW.Fp8Finite(p1 + c) : TW.Fp8(p1 + c), scale1);
+                float* x = xs + c;
+                var v = TW.Load(x);
                 a00 = TW.Fma(w0, v, a00);
                 a10 = TW.Fma(w1, v, a10);
-                v = TW.Load(x1 + c);
+                v = TW.Load(x + cols);
                 a01 = TW.Fma(w0, v, a01);
                 a11 = TW.Fma(w1, v, a11);
                 if (n > 2)
                 {
-                    v = TW.Load(x2 + c);
+                    v = TW.Load(x + 2 * cols);
                     a02 = TW.Fma(w0, v, a02);
                     a12 = TW.Fma(w1, v, a12);
                 }
                 if (n > 3)
                 {
-                    v = TW.Load(x3 + c);
+                    v = TW.Load(x + 3 * cols);
                     a03 = TW.Fma(w0, v, a03);
                     a13 = TW.Fma(w1, v, a13);
+                }
+                if (n > 4)
+                {
+                    v = TW.Load(x + 4 * cols);
+                    a04 = TW.Fma(w0, v, a04);
+                    a14 = TW.Fma(w1, v, a14);
+                }
+                if (n > 5)
+                {
+                    v = TW.Load(x + 5 * cols);
+                    a05 = TW.Fma(w0, v, a05);
+                    a15 = TW.Fma(w1, v, a15);
+                }
+                if (n > 6)
+                {
+                    v = TW.Load(x + 6 * cols);
+                    a06 = TW.Fma(w0, v, a06);
+                    a16 = TW.Fma(w1, v, a16);
+                }
+                if (n > 7)
+                {
+                    v = TW.Load(x + 7 * cols);
+                    a07 = TW.Fma(w0, v, a07);
+                    a17 = TW.Fma(w1, v, a17);
                 }
             }
             for (; c < end; c++)
             {
-                var xc = Vector128.Create(xs[c], x1[c], n > 2 ? x2[c] : 0f, n > 3 ? x3[c] : 0f);
-                tail0 += Vector128.Create(DecodeFp8Scalar(p0[c]) * s0[b]) * xc;
-                tail1 += Vector128.Create(DecodeFp8Scalar(p1[c]) * s1[b]) * xc;
+                float w0 = DecodeFp8Scalar(p0[c]) * s0[b], w1 = DecodeFp8Scalar(p1[c]) * s1[b];
+                var xc = TokenColumn(xs + c, cols, 0, n);
+                tail0 += Vector128.Create(w0) * xc;
+                tail1 += Vector128.Create(w1) * xc;
+                if (n > 4)
+                {
+                    xc = TokenColumn(xs + c, cols, 4, n);
+                    tail0High += Vector128.Create(w0) * xc;
+                    tail1High += Vector128.Create(w1) * xc;
+                }
             }
         }
         if (!checkedDecode && TW.Fp8SawNaN(seen))
@@ -719,11 +738,27 @@ public static unsafe class MatMul
             Fp8Rows2Tokens<TVec, TW, TN>(w, r, xs, scales, rows, y, checkedDecode: true);
             return;
         }
-        Vector128<float> row0 = TW.Sum4(a00, a01, a02, a03) + tail0, row1 = TW.Sum4(a10, a11, a12, a13) + tail1;
-        for (int t = 0; t < n; t++)
+        StoreRows2(TW.Sum4(a00, a01, a02, a03) + tail0, TW.Sum4(a10, a11, a12, a13) + tail1, y, rows, 0, Math.Min(n, 4));
+        if (n > 4)
         {
-            y[(long)t * rows] = row0[t];
-            y[(long)t * rows + 1] = row1[t];
+            StoreRows2(TW.Sum4(a04, a05, a06, a07) + tail0High, TW.Sum4(a14, a15, a16, a17) + tail1High, y, rows, 4, n);
+        }
+    }
+
+    /// <summary>Column c of tokens first..first+3 (x at column c, token stride cols), zero past token n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> TokenColumn(float* x, int cols, int first, int n) => Vector128.Create(
+        first < n ? x[(long)first * cols] : 0f, first + 1 < n ? x[(long)(first + 1) * cols] : 0f,
+        first + 2 < n ? x[(long)(first + 2) * cols] : 0f, first + 3 < n ? x[(long)(first + 3) * cols] : 0f);
+
+    /// <summary>y[t · rows + j] for tokens t in [first, end) of a 2-row kernel: lane t − first of row0 (j = 0) and row1 (j = 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows2(Vector128<float> row0, Vector128<float> row1, float* y, int rows, int first, int end)
+    {
+        for (int t = first; t < end; t++)
+        {
+            y[(long)t * rows] = row0[t - first];
+            y[(long)t * rows + 1] = row1[t - first];
         }
     }
 
@@ -1010,57 +1045,90 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Two BF16 rows r, r+1 (p0, p0 + cols) against <typeparamref name="TN"/> (2..4) token vectors
+    /// Two BF16 rows r, r+1 (p0, p0 + cols) against <typeparamref name="TN"/> (2..8) token vectors
     /// x [TN, cols]: y[t · rows + j] for t &lt; TN, j = 0..1. Each weight vector is decoded once for every
-    /// token, and the 2 · TN accumulators, two weight vectors and one token vector fit the 16 registers of
-    /// AVX2, so a multiply-add costs 1 / TN of a decode and half a load instead of a whole decode (the
-    /// one-token kernel).
+    /// token: 2 · TN accumulators (up to four tokens they fit the 16 registers of AVX2 with the two weight
+    /// vectors and a token vector; eight need a 32-register file), so a multiply-add costs 1 / TN of a
+    /// decode and half a load instead of a whole decode (the one-token kernel).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bf16Rows2Tokens<TVec, TW, TN>(ushort* p0, int cols, float* x, int rows, float* y)
+    private static void Bf16Rows2Tokens<TVec, TW, TN>(ushort* p0, int cols, float* xs, int rows, float* y)
         where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
     {
         int n = TN.Value;
         ushort* p1 = p0 + cols;
-        float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols; // read only for the tokens there are
         var a00 = TW.Zero; var a01 = TW.Zero; var a02 = TW.Zero; var a03 = TW.Zero;
+        var a04 = TW.Zero; var a05 = TW.Zero; var a06 = TW.Zero; var a07 = TW.Zero;
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
+        var a14 = TW.Zero; var a15 = TW.Zero; var a16 = TW.Zero; var a17 = TW.Zero;
         int c = 0;
         for (; c + TW.Count <= cols; c += TW.Count)
         {
             var w0 = TW.Bf16(p0 + c);
             var w1 = TW.Bf16(p1 + c);
-            var v = TW.Load(x + c);
+            float* x = xs + c;
+            var v = TW.Load(x);
             a00 = TW.Fma(w0, v, a00);
             a10 = TW.Fma(w1, v, a10);
-            v = TW.Load(x1 + c);
+            v = TW.Load(x + cols);
             a01 = TW.Fma(w0, v, a01);
             a11 = TW.Fma(w1, v, a11);
             if (n > 2)
             {
-                v = TW.Load(x2 + c);
+                v = TW.Load(x + 2 * cols);
                 a02 = TW.Fma(w0, v, a02);
                 a12 = TW.Fma(w1, v, a12);
             }
             if (n > 3)
             {
-                v = TW.Load(x3 + c);
+                v = TW.Load(x + 3 * cols);
                 a03 = TW.Fma(w0, v, a03);
                 a13 = TW.Fma(w1, v, a13);
             }
+            if (n > 4)
+            {
+                v = TW.Load(x + 4 * cols);
+                a04 = TW.Fma(w0, v, a04);
+                a14 = TW.Fma(w1, v, a14);
+            }
+            if (n > 5)
+            {
+                v = TW.Load(x + 5 * cols);
+                a05 = TW.Fma(w0, v, a05);
+                a15 = TW.Fma(w1, v, a15);
+            }
+            if (n > 6)
+            {
+                v = TW.Load(x + 6 * cols);
+                a06 = TW.Fma(w0, v, a06);
+                a16 = TW.Fma(w1, v, a16);
+            }
+            if (n > 7)
+            {
+                v = TW.Load(x + 7 * cols);
+                a07 = TW.Fma(w0, v, a07);
+                a17 = TW.Fma(w1, v, a17);
+            }
         }
-        Vector128<float> tail0 = default, tail1 = default; // [t0..t3] of row 0 and of row 1
+        // [t0..t3] and [t4..t7] of row 0 and of row 1: the scalar end.
+        Vector128<float> tail0 = default, tail0High = default, tail1 = default, tail1High = default;
         for (; c < cols; c++)
         {
-            var xc = Vector128.Create(x[c], x1[c], n > 2 ? x2[c] : 0f, n > 3 ? x3[c] : 0f);
-            tail0 += Vector128.Create(Bf16Scalar(p0[c])) * xc;
-            tail1 += Vector128.Create(Bf16Scalar(p1[c])) * xc;
+            float w0 = Bf16Scalar(p0[c]), w1 = Bf16Scalar(p1[c]);
+            var xc = TokenColumn(xs + c, cols, 0, n);
+            tail0 += Vector128.Create(w0) * xc;
+            tail1 += Vector128.Create(w1) * xc;
+            if (n > 4)
+            {
+                xc = TokenColumn(xs + c, cols, 4, n);
+                tail0High += Vector128.Create(w0) * xc;
+                tail1High += Vector128.Create(w1) * xc;
+            }
         }
-        Vector128<float> row0 = TW.Sum4(a00, a01, a02, a03) + tail0, row1 = TW.Sum4(a10, a11, a12, a13) + tail1;
-        for (int t = 0; t < n; t++)
+        StoreRows2(TW.Sum4(a00, a01, a02, a03) + tail0, TW.Sum4(a10, a11, a12, a13) + tail1, y, rows, 0, Math.Min(n, 4));
+        if (n > 4)
         {
-            y[(long)t * rows] = row0[t];
-            y[(long)t * rows + 1] = row1[t];
+            StoreRows2(TW.Sum4(a04, a05, a06, a07) + tail0High, TW.Sum4(a14, a15, a16, a17) + tail1High, y, rows, 4, n);
         }
     }
 
