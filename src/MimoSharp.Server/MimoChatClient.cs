@@ -41,8 +41,8 @@ public sealed record MimoChatClientOptions
 /// parsed arguments (values as <see cref="JsonElement"/>), then <see cref="UsageContent"/> and the finish reason.</item>
 /// </list>
 /// A request that cannot fit (prompt plus MaxOutputTokens beyond the context, bad sampling values, an
-/// unsupported schema) throws <see cref="ArgumentException"/>; a full engine throws
-/// <see cref="EngineOverloadedException"/>; cancellation throws <see cref="OperationCanceledException"/>
+/// unsupported schema) throws <see cref="ArgumentException"/>, one beyond the whole KV budget
+/// <see cref="RequestTooLargeException"/>; a full engine throws <see cref="EngineOverloadedException"/>; cancellation throws <see cref="OperationCanceledException"/>
 /// and frees the sequence.
 /// </summary>
 public sealed class MimoChatClient : IChatClient
@@ -463,12 +463,16 @@ public sealed class MimoChatClient : IChatClient
             }
             return capped;
         }
-        int room = _host.Context - promptTokens;
-        if (room <= 0)
+        if (_host.Context - promptTokens <= 0)
         {
             throw new ArgumentException($"the prompt of {promptTokens} tokens fills the context of {_host.Context} tokens; nothing can be generated");
         }
-        return _host.MaxOutputTokens is int max ? Math.Min(max, room) : room;
+        int fits = _host.DefaultMaxTokens(promptTokens);
+        if (fits <= 0)
+        {
+            throw new ArgumentException($"the prompt of {promptTokens} tokens leaves no room in the KV cache budget ({_host.KvPositions} positions per sequence); shorten it or raise the budget");
+        }
+        return fits;
     }
 
     private static List<AIContent> Contents(IReadOnlyList<OutputPart> parts)

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -149,7 +150,11 @@ public sealed class MimoServer : IAsyncDisposable
                 string usage = context.Items.TryGetValue("usage", out object? u) ? $" {u}" : "";
                 double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 string path = context.Request.Path.Value ?? "";
-                Metrics.Requests.WithLabels(path, context.Response.StatusCode.ToString(CultureInfo.InvariantCulture)).Inc();
+                // Labelled by route, not by path: every random URL a client tries must not become a new series.
+                string endpoint = context.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: string route } && !route.StartsWith("{*", StringComparison.Ordinal)
+                    ? route
+                    : "unmatched"; // no route, or the catch-all fallback (404)
+                Metrics.Requests.WithLabels(endpoint, context.Response.StatusCode.ToString(CultureInfo.InvariantCulture)).Inc();
                 lock (_logLock)
                 {
                     _log.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -334,7 +339,7 @@ public sealed class MimoServer : IAsyncDisposable
 
     /// <summary>
     /// The engine's first step, with the errors it raises before any output turned into API errors
-    /// (400 for a request the context cannot hold, 429 / 529 when admission refuses it).
+    /// (400 for a request the context or the whole KV budget cannot hold, 429 / 529 when admission refuses it for now).
     /// </summary>
     internal static async Task<bool> FirstStep(IAsyncEnumerator<ChatStep> steps, ApiFlavor flavor)
     {
@@ -345,6 +350,10 @@ public sealed class MimoServer : IAsyncDisposable
         catch (EngineOverloadedException ex)
         {
             throw new ApiException(flavor == ApiFlavor.Anthropic ? 529 : 429, ex.Message);
+        }
+        catch (RequestTooLargeException ex)
+        {
+            throw ApiException.BadRequest("max_tokens", ex.Message);
         }
         catch (ArgumentException ex)
         {

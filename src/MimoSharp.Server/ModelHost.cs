@@ -51,6 +51,25 @@ public sealed class ModelHost : IDisposable
     /// <summary>The model's sampling defaults (generation_config.json, else the model README's "general" preset).</summary>
     public SamplingOptions Defaults { get; }
     public IReadOnlySet<int> StopIds { get; }
+
+    /// <summary>Positions one sequence's KV cache may hold within the whole KV budget (null: the engine sets no such limit).</summary>
+    public int? KvPositions => (Engine as InferenceScheduler)?.MaxPositions;
+
+    /// <summary>
+    /// max_tokens for a request that gives none, after a prompt of <paramref name="promptTokens"/> tokens: what is left of the
+    /// context, within --max-output-tokens, and within the KV budget (prompt + max_tokens + drafts + 1 positions), so that a
+    /// request without a cap is not refused on a long-context model. 0 or less: nothing fits.
+    /// </summary>
+    public int DefaultMaxTokens(int promptTokens)
+    {
+        int room = Context - promptTokens;
+        if (Engine is InferenceScheduler scheduler)
+        {
+            int drafts = Math.Min(scheduler.Options.MaxDraftTokens, Model.MtpHeads);
+            room = Math.Min(room, scheduler.MaxPositions - promptTokens - drafts - 1);
+        }
+        return MaxOutputTokens is int cap ? Math.Min(cap, room) : room;
+    }
     public int? ThinkEndId { get; }
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
 

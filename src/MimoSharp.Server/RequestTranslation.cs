@@ -112,7 +112,7 @@ internal static class RequestTranslation
         return (int)Math.Min(capped, int.MaxValue);
     }
 
-    /// <summary>The request's max_tokens, or what is left of the context; 400 with both numbers when it does not fit.</summary>
+    /// <summary>The request's max_tokens, or what is left of the context and the KV budget; 400 with both numbers when it does not fit.</summary>
     public static int FitToContext(int? maxTokens, int promptTokens, ModelHost host, string field)
     {
         int room = host.Context - promptTokens;
@@ -128,7 +128,12 @@ internal static class RequestTranslation
         {
             throw ApiException.BadRequest("messages", $"the prompt of {promptTokens} tokens fills the context of {host.Context} tokens; nothing can be generated");
         }
-        return host.MaxOutputTokens is int cap ? Math.Min(cap, room) : room;
+        int fits = host.DefaultMaxTokens(promptTokens);
+        if (fits <= 0)
+        {
+            throw ApiException.BadRequest("messages", $"the prompt of {promptTokens} tokens leaves no room in the KV cache budget ({host.KvPositions} positions per sequence); shorten it or raise the budget");
+        }
+        return fits;
     }
 
     /// <summary>OpenAI tools: [{type: function, function: {name, description?, parameters?}}], checked.</summary>

@@ -3,10 +3,11 @@ namespace MimoSharp.Training;
 /// <summary>
 /// AdamW as torch.optim.AdamW computes it: p ← p·(1 − lr·wd) (matrices only), m ← β₁m + (1−β₁)g,
 /// v ← β₂v + (1−β₂)g², p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε). Moments share the parameters' layout.
+/// With <see cref="Muon"/>, AdamW updates only the tensors Muon does not.
 /// </summary>
 public sealed class AdamW
 {
-    private readonly ParameterLayout _layout;
+    private readonly IReadOnlyList<ParameterTensor> _tensors;
 
     public float Beta1 { get; init; } = 0.9f;
     public float Beta2 { get; init; } = 0.95f;
@@ -19,9 +20,10 @@ public sealed class AdamW
     /// <summary>Updates taken so far (t of the bias corrections).</summary>
     public int Step { get; set; }
 
-    public AdamW(ParameterLayout layout)
+    /// <param name="skip">Tensors another optimizer updates (Muon's matrices), or null for none.</param>
+    public AdamW(ParameterLayout layout, Func<ParameterTensor, bool>? skip = null)
     {
-        _layout = layout;
+        _tensors = skip is null ? layout.Tensors : layout.Tensors.Where(t => !skip(t)).ToArray();
         M = new float[layout.Length];
         V = new float[layout.Length];
     }
@@ -37,7 +39,7 @@ public sealed class AdamW
         double correction2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, Step));
         float stepSize = (float)(lr / correction1);
         float b1 = Beta1, b2 = Beta2, eps = Epsilon;
-        foreach (ParameterTensor t in _layout.Tensors)
+        foreach (ParameterTensor t in _tensors)
         {
             float decay = t.Decay ? 1f - lr * WeightDecay : 1f;
             int end = t.Offset + t.Length;

@@ -25,6 +25,10 @@ public sealed record TrainingConfig
     [JsonPropertyName("beta2")] public float Beta2 { get; init; } = 0.95f;
     [JsonPropertyName("epsilon")] public float Epsilon { get; init; } = 1e-8f;
     [JsonPropertyName("grad_clip")] public float GradClip { get; init; } = 1f;
+    /// <summary>"adamw" (every tensor), or "muon": Muon for the 2-D projections and AdamW for the rest (<see cref="Training.Muon"/>), at the same learning rate and weight decay.</summary>
+    [JsonPropertyName("optimizer")] public string Optimizer { get; init; } = "adamw";
+    /// <summary>μ of Muon's Nesterov momentum.</summary>
+    [JsonPropertyName("muon_momentum")] public float MuonMomentum { get; init; } = 0.95f;
     /// <summary>γ of the router-bias balance update.</summary>
     [JsonPropertyName("router_bias_gamma")] public float RouterBiasGamma { get; init; } = 1e-3f;
     /// <summary>λ of the MTP loss (the seed: 0.3, then 0.1 late in training).</summary>
@@ -127,6 +131,14 @@ public sealed record TrainingConfig
         Fraction(MtpReplicateFraction, "mtp_replicate_fraction");
         Fraction(ChatFraction, "chat_fraction");
         Fraction(ChatStartFraction, "chat_start_fraction");
+        if (Optimizer is not ("adamw" or "muon"))
+        {
+            throw new TrainingException($"{Source}: \"optimizer\" is \"{Optimizer}\"; expected \"adamw\" or \"muon\"");
+        }
+        if (!(MuonMomentum >= 0 && MuonMomentum < 1))
+        {
+            throw new TrainingException($"{Source}: \"muon_momentum\" must be in [0, 1), got {MuonMomentum}");
+        }
         if (MinLearningRate < 0 || MinLearningRate > LearningRate)
         {
             throw new TrainingException($"{Source}: \"min_learning_rate\" {MinLearningRate} must be in [0, learning_rate {LearningRate}]");
@@ -152,6 +164,8 @@ public sealed record TrainingConfig
             throw new TrainingException($"{Source}: tie_word_embeddings is true; MiMo-V2-Flash has a separate lm_head and the trainer implements only that");
         }
     }
+
+    [JsonIgnore] public bool UsesMuon => Optimizer == "muon";
 
     public WarmupStableDecay Schedule => new(LearningRate, MinLearningRate, WarmupSteps, (int)Math.Round(DecayFraction * Steps), Steps);
 

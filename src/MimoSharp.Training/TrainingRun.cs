@@ -10,7 +10,7 @@ namespace MimoSharp.Training;
 /// <summary>
 /// A training run on a data directory (train.bin, val.bin, tokenizer.json, tokenizer_config.json):
 /// the loop, held-out evaluation, checkpoints and exact resumption. The output directory holds
-/// checkpoint/ (training state: parameters, AdamW moments, router biases, step and data cursor),
+/// checkpoint/ (training state: parameters, AdamW moments, Muon momentum when it is used, router biases, step and data cursor),
 /// model/ (the last checkpoint exported in the HF layout), metrics.jsonl (every logged step and eval)
 /// and config.json (the training config).
 /// </summary>
@@ -23,6 +23,7 @@ public sealed class TrainingRun
     private readonly TokenDataset? _chat, _chatVal;
     private readonly TrainingModel _model;
     private readonly AdamW _optimizer;
+    private readonly Muon? _muon;
     private readonly TextWriter _log;
     private readonly int[] _batch;
     private long _cursor, _chatCursor;
@@ -31,6 +32,8 @@ public sealed class TrainingRun
     public TrainingConfig Config => _config;
     public TrainingModel Model => _model;
     public AdamW Optimizer => _optimizer;
+    /// <summary>Muon, when the config's optimizer is "muon".</summary>
+    public Muon? Muon => _muon;
     public string CheckpointDirectory => Path.Combine(_outputDir, "checkpoint");
     public string ModelDirectory => Path.Combine(_outputDir, "model");
 
@@ -80,7 +83,8 @@ public sealed class TrainingRun
         {
             throw new TrainingException($"{config.Source}: the activations of batch_size {config.BatchSize} x sequence_length {config.SequenceLength} could not be allocated; reduce them");
         }
-        _optimizer = new AdamW(_model.Layout) { Beta1 = config.Beta1, Beta2 = config.Beta2, Epsilon = config.Epsilon, WeightDecay = config.WeightDecay };
+        _muon = config.UsesMuon ? new Muon(_model.Layout, pool) { Momentum = config.MuonMomentum, WeightDecay = config.WeightDecay } : null;
+        _optimizer = new AdamW(_model.Layout, _muon is null ? null : Muon.Applies) { Beta1 = config.Beta1, Beta2 = config.Beta2, Epsilon = config.Epsilon, WeightDecay = config.WeightDecay };
         _batch = new int[config.BatchSize * _model.TokensPerSequence];
         _train.FillBatch(0, config.BatchSize, config.SequenceLength, _model.TokensPerSequence, _batch); // fails early if train.bin is too small
         if (config.EvalBatches > 0)
@@ -142,6 +146,10 @@ public sealed class TrainingRun
         ReadFloats(Path.Combine(checkpoint, "parameters.bin"), run._model.Parameters);
         ReadFloats(Path.Combine(checkpoint, "adam_m.bin"), run._optimizer.M);
         ReadFloats(Path.Combine(checkpoint, "adam_v.bin"), run._optimizer.V);
+        if (run._muon is not null)
+        {
+            ReadFloats(Path.Combine(checkpoint, "muon_momentum.bin"), run._muon.Buffer);
+        }
         ReadFloats(Path.Combine(checkpoint, "router_bias.bin"), run._model.RouterBias);
         if (run._model.FindNonFiniteTensor(run._model.Parameters) is { } bad)
         {
@@ -193,14 +201,14 @@ public sealed class TrainingRun
             throw new TrainingException($"{config.Source}: {ex.Message}");
         }
         long weights = 2L * layout.Length * 4; // parameters + gradients
-        long optimizer = AdamW.StateBytes(layout);
+        long optimizer = AdamW.StateBytes(layout) + (config.UsesMuon ? Muon.StateBytes(layout) : 0);
         long model = TrainingModel.EstimateBytes(m, config.MtpHeads, config.BatchSize, config.SequenceLength);
         long activations = model - weights;
         long data = 2L * (train.Tokens.Length + (val?.Tokens.Length ?? 0) + (chat?.Tokens.Length ?? 0));
         long total = model + optimizer + data;
         if (total > available * 0.85)
         {
-            throw new TrainingException($"{config.Source}: training needs {Gib(total)} GiB (parameters + gradients {Gib(weights)}, AdamW state {Gib(optimizer)}, activations of batch_size {config.BatchSize} x sequence_length {config.SequenceLength} {Gib(activations)}, token data {Gib(data)}) but {Gib(available)} GiB is available; reduce batch_size / sequence_length or the model");
+            throw new TrainingException($"{config.Source}: training needs {Gib(total)} GiB (parameters + gradients {Gib(weights)}, {(config.UsesMuon ? "AdamW and Muon" : "AdamW")} state {Gib(optimizer)}, activations of batch_size {config.BatchSize} x sequence_length {config.SequenceLength} {Gib(activations)}, token data {Gib(data)}) but {Gib(available)} GiB is available; reduce batch_size / sequence_length or the model");
         }
     }
 
@@ -242,7 +250,7 @@ public sealed class TrainingRun
             {
                 _cursor = Fill(_train, _cursor, _config.BatchSize - chatRows, _batch.AsSpan(chatRows * tps));
             }
-            StepResult result = TrainingStep.Run(_model, _optimizer, _batch, schedule.At(Step), _config.MtpWeightAt(Step), _config.GradClip, _config.RouterBiasGamma, Step);
+            StepResult result = TrainingStep.Run(_model, _optimizer, _batch, schedule.At(Step), _config.MtpWeightAt(Step), _config.GradClip, _config.RouterBiasGamma, Step, _muon);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             trainSeconds += seconds;
             flops += _model.TrainingFlopsPerStep();
@@ -338,6 +346,10 @@ public sealed class TrainingRun
         WriteFloats(Path.Combine(temp, "parameters.bin"), _model.Parameters);
         WriteFloats(Path.Combine(temp, "adam_m.bin"), _optimizer.M);
         WriteFloats(Path.Combine(temp, "adam_v.bin"), _optimizer.V);
+        if (_muon is not null)
+        {
+            WriteFloats(Path.Combine(temp, "muon_momentum.bin"), _muon.Buffer);
+        }
         WriteFloats(Path.Combine(temp, "router_bias.bin"), _model.RouterBias);
         var state = new JsonObject
         {

@@ -6,11 +6,11 @@ public sealed class TrainingException(string message) : Exception(message);
 /// <summary>What one update did.</summary>
 public readonly record struct StepResult(StepLosses Losses, float GradientNorm, float LearningRate);
 
-/// <summary>One update: forward + backward, a finiteness check, gradient clipping, AdamW, then the router-bias balance update.</summary>
+/// <summary>One update: forward + backward, a finiteness check, gradient clipping, AdamW (and Muon for its matrices), then the router-bias balance update.</summary>
 public static class TrainingStep
 {
     public static StepResult Run(TrainingModel model, AdamW optimizer, ReadOnlySpan<int> tokens, float learningRate, float mtpWeight,
-        float gradientClip, float routerBiasGamma, int step)
+        float gradientClip, float routerBiasGamma, int step, Muon? muon = null)
     {
         StepLosses losses = model.Forward(tokens, mtpWeight, computeGradients: true);
         if (!float.IsFinite(losses.Total))
@@ -29,6 +29,7 @@ public static class TrainingStep
                 "Lower the learning rate or raise the warmup; resume from the last checkpoint.");
         }
         optimizer.Update(model.Parameters, model.Gradients, learningRate);
+        muon?.Update(model.Parameters, model.Gradients, learningRate);
         model.UpdateRouterBias(routerBiasGamma);
         return new StepResult(losses, norm, learningRate);
     }

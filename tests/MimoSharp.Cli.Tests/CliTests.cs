@@ -71,6 +71,7 @@ public sealed class CliTests
     [Theory]
     [InlineData("q8_0")]
     [InlineData("q4_0")]
+    [InlineData("fp8")]
     public void QuantizeWritesACheckpointThatGenerates(string type)
     {
         string source = Temp("quantize-source"), target = Path.Combine(Temp("quantize"), type);
@@ -114,7 +115,7 @@ public sealed class CliTests
         var (code, _, err) = Run("quantize", "--model", Path.Combine(Fixture, "model"), "--output", Temp("q"), "--type", "q2_k");
         Assert.NotEqual(0, code);
         Assert.Contains("q2_k", err);
-        Assert.Contains("q8_0 or q4_0", err);
+        Assert.Contains("q8_0, q4_0 or fp8", err);
     }
 
     [Fact]

@@ -14,8 +14,8 @@ public sealed class QuantizedCheckpointTests
         string fp8 = RandomModels.Write("tiny-quant-source", RandomModels.TinyConfig(), new RandomModelOptions { Seed = 11 });
         string q8 = RandomModels.TempDir("tiny-q8");
         string q4 = RandomModels.TempDir("tiny-q4");
-        CheckpointQuantizer.Quantize(fp8, q8, GroupFormat.Q8_0);
-        CheckpointQuantizer.Quantize(fp8, q4, GroupFormat.Q4_0, maxShardBytes: 64 * 1024);
+        CheckpointQuantizer.Quantize(fp8, q8, QuantizedFormat.Q8_0);
+        CheckpointQuantizer.Quantize(fp8, q4, QuantizedFormat.Q4_0, maxShardBytes: 64 * 1024);
         return (fp8, q8, q4);
     });
 
@@ -67,9 +67,9 @@ public sealed class QuantizedCheckpointTests
         foreach (TensorSpec spec in CheckpointLayout.Enumerate(config, MimoWeights.CountMtpHeads(checkpoint)))
         {
             TensorEntry entry = checkpoint.Get(spec.Name);
-            if (entry.DType is DType.I8 or DType.U8)
+            if (entry.DType is DType.I8 or DType.U8 or DType.F8E4M3)
             {
-                WeightMatrix m = checkpoint.ReadMatrix(spec.Name[..^".weight".Length], spec.Shape[0], spec.Shape[1], null);
+                WeightMatrix m = checkpoint.ReadMatrix(spec.Name[..^".weight".Length], spec.Shape[0], spec.Shape[1], config.Derived.Fp8BlockSize);
                 var values = new float[m.Rows * m.Cols];
                 for (int r = 0; r < m.Rows; r++)
                 {
@@ -86,6 +86,117 @@ public sealed class QuantizedCheckpointTests
         File.WriteAllText(Path.Combine(dir, "config.json"), (config with { QuantizationConfig = null }).Validate().ToJson());
         CheckpointWriter.Write(dir, tensors, null);
         return dir;
+    }
+
+    /// <summary>A BF16 model (the trainer's export format) and its `mimo quantize --type fp8` copy.</summary>
+    private static readonly Lazy<(string Bf16, string Fp8)> s_fp8Models = new(() =>
+    {
+        string bf16 = RandomModels.Write("tiny-bf16-source", RandomModels.TinyConfig() with { QuantizationConfig = null }, new RandomModelOptions { Seed = 12 });
+        string fp8 = RandomModels.TempDir("tiny-fp8");
+        CheckpointQuantizer.Quantize(bf16, fp8, QuantizedFormat.Fp8);
+        return (bf16, fp8);
+    });
+
+    [Fact]
+    public void Fp8OutputHasTheOfficialLayoutAndEveryWeightIsItsNearestCodeTimesTheBlockScale()
+    {
+        (string bf16, string fp8) = s_fp8Models.Value;
+        QuantizationConfig q = MimoConfig.Load(fp8).QuantizationConfig!;
+        Assert.Equal(("fp8", "e4m3", "dynamic"), (q.QuantMethod, q.Format, q.ActivationScheme));
+        Assert.Equal([128, 128], q.WeightBlockSize!);
+        MimoConfig config = MimoConfig.Load(bf16);
+        using Checkpoint source = Checkpoint.Open(bf16), output = Checkpoint.Open(fp8);
+        int fp8Matrices = 0;
+        foreach (TensorSpec spec in CheckpointLayout.Enumerate(config, MimoWeights.CountMtpHeads(source)))
+        {
+            string prefix = spec.Name.EndsWith(".weight", StringComparison.Ordinal) ? spec.Name[..^".weight".Length] : spec.Name;
+            TensorEntry written = output.Get(spec.Name);
+            if (spec.Role != TensorRole.QuantizableProjection)
+            {
+                // o_proj, eh_proj, embedding, LM head, norms, router: as they were, and o_proj / eh_proj listed as unquantized.
+                Assert.Equal(source.Get(spec.Name).DType, written.DType);
+                Assert.False(output.Contains(prefix + ".weight_scale_inv"), spec.Name);
+                Assert.Equal(spec.Role == TensorRole.DenseProjection, q.IgnoredLayers!.Contains(prefix));
+                continue;
+            }
+            Assert.Equal(DType.F8E4M3, written.DType);
+            int rows = spec.Shape[0], cols = spec.Shape[1];
+            Assert.Equal([(rows + 127) / 128, (cols + 127) / 128], output.Get(prefix + ".weight_scale_inv").Shape.ToArray());
+            WeightMatrix w = source.ReadMatrix(prefix, rows, cols, null), wq = output.ReadMatrix(prefix, rows, cols, (128, 128));
+            var original = new float[rows * cols];
+            var decoded = new float[rows * cols];
+            for (int r = 0; r < rows; r++)
+            {
+                w.DequantizeRow(r, original.AsSpan(r * cols, cols));
+                wq.DequantizeRow(r, decoded.AsSpan(r * cols, cols));
+            }
+            for (int br = 0; br < rows; br += 128)
+            {
+                for (int bc = 0; bc < cols; bc += 128)
+                {
+                    // The block's scale maps its largest |w| to 448 (so that weight comes back as itself).
+                    double max = 0;
+                    for (int r = br; r < Math.Min(br + 128, rows); r++)
+                    {
+                        for (int c = bc; c < Math.Min(bc + 128, cols); c++)
+                        {
+                            max = Math.Max(max, Math.Abs(original[r * cols + c]));
+                        }
+                    }
+                    double scale = max / 448;
+                    for (int r = br; r < Math.Min(br + 128, rows); r++)
+                    {
+                        for (int c = bc; c < Math.Min(bc + 128, cols); c++)
+                        {
+                            // E4M3 keeps 3 mantissa bits: the nearest code is within half a step, 2^-4 of the value's
+                            // binade (2^-10 absolute below 2^-6, the subnormals), in units of the block's scale.
+                            double v = original[r * cols + c] / scale, error = Math.Abs(decoded[r * cols + c] - original[r * cols + c]) / scale;
+                            double halfStep = Math.Abs(v) >= 1.0 / 64 ? Math.Pow(2, Math.Floor(Math.Log2(Math.Abs(v))) - 4) : Math.Pow(2, -10);
+                            Assert.True(error <= halfStep * (1 + 1e-5) + 1e-9, $"{spec.Name}[{r}, {c}]: {original[r * cols + c]} came back as {decoded[r * cols + c]} (block max {max})");
+                        }
+                    }
+                }
+            }
+            fp8Matrices++;
+        }
+        Assert.True(fp8Matrices > 10, $"only {fp8Matrices} FP8 matrices");
+    }
+
+    [Fact]
+    public void Fp8ModelMatchesItsDequantizedFloatTwinAndStaysCloseToTheBf16Source()
+    {
+        (string bf16, string fp8) = s_fp8Models.Value;
+        int[] ids = [3, 141, 59, 26, 53, 58, 97, 93, 23, 84];
+        float[] reference = Logits(bf16, ids), actual = Logits(fp8, ids);
+        Assert.True(RelativeRms(Logits(DequantizedTwin(fp8), ids), actual) < 1e-5, "FP8 kernels against the float twin of the FP8 weights");
+        // E4M3 rounds each weight by up to 1/16 of its binade (~2% RMS); through this random 6-layer MoE the logits follow.
+        Assert.InRange(RelativeRms(reference, actual), 1e-4, 0.3);
+    }
+
+    [Fact]
+    public void ANonFiniteWeightIsRefusedByTensorAndRowsInsteadOfBecomingACode()
+    {
+        (string bf16, _) = s_fp8Models.Value;
+        string broken = RandomModels.TempDir("bf16-nan");
+        foreach (string file in Directory.GetFiles(bf16))
+        {
+            File.Copy(file, Path.Combine(broken, Path.GetFileName(file)));
+        }
+        long offset;
+        using (Checkpoint checkpoint = Checkpoint.Open(broken))
+        {
+            TensorEntry entry = checkpoint.Get("model.layers.1.self_attn.q_proj.weight");
+            offset = entry.DataOffset + 2L * (130 * entry.Shape[1] + 5); // row 130, column 5
+        }
+        using (FileStream stream = File.OpenWrite(Path.Combine(broken, "model.safetensors")))
+        {
+            stream.Position = offset;
+            stream.Write([0xC0, 0x7F]); // BF16 NaN, little-endian
+        }
+        var ex = Assert.Throws<InvalidDataException>(() => CheckpointQuantizer.Quantize(broken, RandomModels.TempDir("fp8-of-nan"), QuantizedFormat.Fp8));
+        Assert.Contains("model.layers.1.self_attn.q_proj.weight", ex.Message);
+        Assert.Contains("rows 128..", ex.Message);
+        Assert.Contains("NaN", ex.Message);
     }
 
     [Theory]
@@ -207,7 +318,7 @@ public sealed class QuantizedCheckpointTests
     {
         (string fp8, string q8, _) = s_models.Value;
         long before = Checkpoint.FileBytes(q8);
-        var ex = Assert.Throws<ArgumentException>(() => CheckpointQuantizer.Quantize(fp8, q8, GroupFormat.Q4_0));
+        var ex = Assert.Throws<ArgumentException>(() => CheckpointQuantizer.Quantize(fp8, q8, QuantizedFormat.Q4_0));
         Assert.Contains("already holds a checkpoint", ex.Message);
         Assert.Equal(before, Checkpoint.FileBytes(q8));
     }
@@ -216,7 +327,7 @@ public sealed class QuantizedCheckpointTests
     public void QuantizingIntoTheSourceDirectoryIsRefused()
     {
         (string fp8, _, _) = s_models.Value;
-        var ex = Assert.Throws<ArgumentException>(() => CheckpointQuantizer.Quantize(fp8, fp8 + "/", GroupFormat.Q8_0));
+        var ex = Assert.Throws<ArgumentException>(() => CheckpointQuantizer.Quantize(fp8, fp8 + "/", QuantizedFormat.Q8_0));
         Assert.Contains("must differ", ex.Message);
     }
 }

@@ -112,6 +112,24 @@ public sealed class BadRequestTests(ServerFixture fixture)
     }
 
     [Fact]
+    public async Task MetricsLabelRequestsByRouteSoRandomPathsAddNoSeries()
+    {
+        string random = "/v1/no-such-" + Guid.NewGuid().ToString("N");
+        var (status, body, _) = await fixture.PostJson(random, "{}");
+        Assert.Equal(404, status);
+        Assert.NotNull(body!["error"]);
+        await fixture.PostJson("/v1/chat/completions", """{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":2}""");
+        string metrics = await fixture.Http.GetStringAsync("/metrics");
+        Assert.DoesNotContain(random, metrics);
+        Assert.Matches("mimo_requests_total\\{endpoint=\"unmatched\",status=\"404\"\\} [1-9]", metrics);
+        Assert.Matches("mimo_requests_total\\{endpoint=\"/v1/chat/completions\",status=\"200\"\\} [1-9]", metrics);
+        // The latency histograms and the queue gauge the issue names are exported.
+        Assert.Matches("mimo_time_to_first_token_seconds_count [1-9]", metrics);
+        Assert.Contains("mimo_inter_token_latency_seconds_bucket", metrics);
+        Assert.Contains("mimo_queue_depth ", metrics);
+    }
+
+    [Fact]
     public async Task NoRequestInThisSuiteGotA500()
     {
         await Task.Yield();

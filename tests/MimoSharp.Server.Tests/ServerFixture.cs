@@ -9,7 +9,7 @@ namespace MimoSharp.Server.Tests;
 /// A real <c>mimo serve</c> host (the same Kestrel app, in-process) on 127.0.0.1 and a random port, over
 /// a random tiny model that `mimo create-random --preset tiny` writes into a temp directory.
 /// </summary>
-public sealed class ServerFixture : IAsyncLifetime
+public class ServerFixture : IAsyncLifetime
 {
     public const string ApiKey = "sk-mimo-test";
     public const string ModelName = "tiny";
@@ -32,7 +32,7 @@ public sealed class ServerFixture : IAsyncLifetime
         Assert.True(code == 0, output.ToString());
         // The model's own sampling defaults: greedy (requests that name a temperature still sample).
         File.WriteAllText(Path.Combine(ModelDirectory, "generation_config.json"), """{"do_sample": false, "top_p": 0.95}""");
-        Server = await MimoServer.StartAsync(new ServerOptions
+        Server = await MimoServer.StartAsync(Configure(new ServerOptions
         {
             ModelDirectory = ModelDirectory,
             Port = 0,
@@ -40,11 +40,14 @@ public sealed class ServerFixture : IAsyncLifetime
             ServedModelName = ModelName,
             MaxRequestBodyBytes = BodyLimit,
             Log = TextWriter.Synchronized(Log),
-        });
+        }));
         await Server.Ready;
         Http = new HttpClient { BaseAddress = Server.BaseUrl, Timeout = TimeSpan.FromSeconds(120) };
         Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
     }
+
+    /// <summary>The options the server starts with (a derived fixture changes its limits).</summary>
+    protected virtual ServerOptions Configure(ServerOptions options) => options;
 
     public async Task DisposeAsync()
     {

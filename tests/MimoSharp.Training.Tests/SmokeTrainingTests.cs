@@ -9,14 +9,16 @@ public sealed class SmokeTrainingTests(ITestOutputHelper output)
     /// <summary>Held-out cross-entropy the smoke run must beat (nats per byte token). Uniform over the 264 ids is 5.58; byte unigrams about 3.0.</summary>
     private const double ValLossThreshold = 2.6;
 
-    [Fact]
-    public void LossFallsBelowThresholdIn300Steps()
+    [Theory]
+    [InlineData("adamw")]
+    [InlineData("muon")]
+    public void LossFallsBelowThresholdIn300Steps(string optimizer)
     {
-        string data = SmokeData.Create("smoke"), run = data + "-run";
+        string data = SmokeData.Create("smoke-" + optimizer), run = data + "-run";
         try
         {
             var log = new StringWriter();
-            TrainingRun training = TrainingRun.Start(SmokeData.Config(steps: 300), data, run, log);
+            TrainingRun training = TrainingRun.Start(SmokeData.Config(steps: 300, extra: $", \"optimizer\": \"{optimizer}\""), data, run, log);
             training.Run();
             output.WriteLine(log.ToString());
             double valLoss = SmokeData.LastEval(run).GetProperty("val_loss").GetDouble();
@@ -32,14 +34,16 @@ public sealed class SmokeTrainingTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void ResumedRunContinuesExactly()
+    [Theory]
+    [InlineData("adamw")]
+    [InlineData("muon")]
+    public void ResumedRunContinuesExactly(string optimizer)
     {
-        string data = SmokeData.Create("resume"), straight = data + "-straight", split = data + "-split";
+        string data = SmokeData.Create("resume-" + optimizer), straight = data + "-straight", split = data + "-split";
         try
         {
             // 12 steps; one MTP head until step 6, then two (the replication happens right at the resume point).
-            TrainingConfig config = SmokeData.Config(steps: 12, batch: 2, seq: 32, evalInterval: 5, warmup: 3);
+            TrainingConfig config = SmokeData.Config(steps: 12, batch: 2, seq: 32, evalInterval: 5, warmup: 3, extra: $", \"optimizer\": \"{optimizer}\"");
             TrainingRun a = TrainingRun.Start(config, data, straight, TextWriter.Null);
             a.Run();
             TrainingRun b = TrainingRun.Start(config, data, split, TextWriter.Null);
@@ -53,6 +57,8 @@ public sealed class SmokeTrainingTests(ITestOutputHelper output)
             Assert.Equal(a.Optimizer.M, c.Optimizer.M);
             Assert.Equal(a.Optimizer.V, c.Optimizer.V);
             Assert.Equal(a.Model.RouterBias, c.Model.RouterBias);
+            Assert.Equal(optimizer == "muon", c.Muon is not null);
+            Assert.Equal(a.Muon?.Buffer, c.Muon?.Buffer);
         }
         finally
         {
@@ -60,19 +66,21 @@ public sealed class SmokeTrainingTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void OneStepAllocatesNothing()
+    [Theory]
+    [InlineData("adamw")]
+    [InlineData("muon")]
+    public void OneStepAllocatesNothing(string optimizerName)
     {
-        string data = SmokeData.Create("alloc"), run = data + "-run";
+        string data = SmokeData.Create("alloc-" + optimizerName), run = data + "-run";
         try
         {
-            TrainingRun training = TrainingRun.Start(SmokeData.Config(steps: 10, batch: 2, seq: 32), data, run, TextWriter.Null);
+            TrainingRun training = TrainingRun.Start(SmokeData.Config(steps: 10, batch: 2, seq: 32, extra: $", \"optimizer\": \"{optimizerName}\""), data, run, TextWriter.Null);
             var model = training.Model;
             var optimizer = training.Optimizer;
             int[] tokens = new int[model.Batch * model.TokensPerSequence];
-            TrainingStep.Run(model, optimizer, tokens, 1e-3f, 0.3f, 1f, 1e-3f, 0); // warm up (JIT)
+            TrainingStep.Run(model, optimizer, tokens, 1e-3f, 0.3f, 1f, 1e-3f, 0, training.Muon); // warm up (JIT)
             long before = GC.GetAllocatedBytesForCurrentThread();
-            TrainingStep.Run(model, optimizer, tokens, 1e-3f, 0.3f, 1f, 1e-3f, 1);
+            TrainingStep.Run(model, optimizer, tokens, 1e-3f, 0.3f, 1f, 1e-3f, 1, training.Muon);
             long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             Assert.True(allocated < 1024, $"one training step allocated {allocated} bytes on the training thread");
         }

@@ -115,27 +115,7 @@ public static class RandomModelWriter
             {
                 values[i] = std * random.Next();
             }
-            for (int sc = 0; sc < scaleCols; sc++)
-            {
-                int c0 = sc * blockCols, c1 = Math.Min(c0 + blockCols, cols);
-                float max = 0;
-                for (int r = 0; r < n; r++)
-                {
-                    for (int c = c0; c < c1; c++)
-                    {
-                        max = MathF.Max(max, MathF.Abs(values[r * cols + c]));
-                    }
-                }
-                float scale = max > 0 ? max / Fp8E4M3.MaxFinite : 1f;
-                scales[sr * scaleCols + sc] = scale;
-                for (int r = 0; r < n; r++)
-                {
-                    for (int c = c0; c < c1; c++)
-                    {
-                        codes[r * cols + c] = Fp8E4M3.Encode(values[r * cols + c] / scale);
-                    }
-                }
-            }
+            Fp8BlockQuantizer.QuantizeBlockRow(values, n, cols, blockCols, codes, scales.AsSpan(sr * scaleCols, scaleCols));
             stream.Write(codes, 0, n * cols);
         }
     }

@@ -67,8 +67,14 @@ public interface IGenerationEngine
     IAsyncEnumerable<GenerationEvent> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default);
 }
 
-/// <summary>Admission refused a request (HTTP 429 / 503, Anthropic 529): the message says which limit.</summary>
+/// <summary>Admission refused a request for now (HTTP 429, Anthropic 529: retry later): the message says which limit.</summary>
 public sealed class EngineOverloadedException(string message) : Exception(message);
+
+/// <summary>
+/// A request that no amount of waiting lets in: its prompt plus max_tokens needs more KV cache than the whole
+/// budget (HTTP 400 naming max_tokens: a retry would be refused again).
+/// </summary>
+public sealed class RequestTooLargeException(string message) : Exception(message);
 
 public enum FinishReason
 {

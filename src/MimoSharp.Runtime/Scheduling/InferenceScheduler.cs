@@ -21,8 +21,9 @@ namespace MimoSharp.Runtime.Scheduling;
 /// 5. accepts drafts per sequence and streams the committed tokens to each request's reader.
 /// Each sequence decodes exactly as a lone <see cref="DecodingSession"/> would: the batch changes
 /// which rows share a forward, not what any row computes.
-/// Admission: a request that could never fit (its KV need above the whole budget) or that finds the
-/// queue full gets <see cref="EngineOverloadedException"/>; otherwise it waits in the bounded queue.
+/// Admission: a request that could never fit (its KV need above the whole budget) gets
+/// <see cref="RequestTooLargeException"/>, one that finds the queue full <see cref="EngineOverloadedException"/>
+/// (retry later); otherwise it waits in the bounded queue.
 /// </summary>
 public sealed class InferenceScheduler : IGenerationEngine, IDisposable
 {
@@ -67,12 +68,42 @@ public sealed class InferenceScheduler : IGenerationEngine, IDisposable
         {
             _prefixCache = new PrefixCache(model, _options.PrefixCacheBytes);
         }
+        MaxPositions = PositionsWithin(_options.KvBudgetBytes);
         _loop = new Thread(RunLoop) { IsBackground = true, Name = "mimo-scheduler" };
         _loop.Start();
     }
 
     public MimoModel Model => _model;
     public SchedulerOptions Options => _options;
+
+    /// <summary>
+    /// The most positions (prompt + max_tokens + drafts + 1) one sequence's KV cache may hold within the whole
+    /// budget, at most the model's max_position_embeddings; 0 when not even one fits.
+    /// </summary>
+    public int MaxPositions { get; }
+
+    /// <summary>Draft tokens a request of <paramref name="request"/>'s kind runs with (none under a constraint).</summary>
+    public int DraftsFor(GenerationRequest request) =>
+        request.Constraint is null ? Math.Clamp(Math.Min(request.DraftTokens, _options.MaxDraftTokens), 0, _model.MtpHeads) : 0;
+
+    private int PositionsWithin(long budget)
+    {
+        // BytesFor grows with positions (global layers), so the largest fitting count is found by bisection.
+        int lo = 0, hi = Math.Max(1, _model.Config.MaxPositionEmbeddings);
+        while (lo < hi)
+        {
+            int mid = lo + (hi - lo + 1) / 2;
+            if (SequenceKvCache.BytesFor(_model.Derived, _model.MtpHeads, _options.CacheReserve, mid) <= budget)
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid - 1;
+            }
+        }
+        return lo;
+    }
 
     /// <summary>A consistent-enough snapshot of the counters and gauges (each read atomically).</summary>
     public SchedulerStats Stats
@@ -157,14 +188,14 @@ public sealed class InferenceScheduler : IGenerationEngine, IDisposable
 
     private ScheduledSequence Enqueue(GenerationRequest request)
     {
-        int drafts = request.Constraint is null ? Math.Clamp(Math.Min(request.DraftTokens, _options.MaxDraftTokens), 0, _model.MtpHeads) : 0;
+        int drafts = DraftsFor(request);
         int positions = request.PromptIds.Count + request.MaxTokens + drafts + 1;
         long bytes = SequenceKvCache.BytesFor(_model.Derived, _model.MtpHeads, _options.CacheReserve, positions);
         if (bytes > _options.KvBudgetBytes)
         {
             Interlocked.Increment(ref _rejected);
-            throw new EngineOverloadedException(
-                $"the request needs up to {bytes} bytes of KV cache (prompt {request.PromptIds.Count} + max_tokens {request.MaxTokens} tokens), more than the whole KV budget of {_options.KvBudgetBytes} bytes; lower max_tokens or raise the budget");
+            throw new RequestTooLargeException(
+                $"the prompt of {request.PromptIds.Count} tokens plus max_tokens {request.MaxTokens} needs {bytes} bytes of KV cache, more than the whole KV budget of {_options.KvBudgetBytes} bytes (room for {MaxPositions} positions in all); lower max_tokens or raise the budget");
         }
         var sequence = new ScheduledSequence(request, request.PromptIds.ToArray(), drafts, positions, bytes);
         lock (_lock)

@@ -1,4 +1,5 @@
 using MimoSharp.Models;
+using MimoSharp.Models.Caching;
 using MimoSharp.Runtime.Generation;
 using MimoSharp.Runtime.Scheduling;
 
@@ -149,12 +150,23 @@ public sealed class InferenceSchedulerTests
         await running.DisposeAsync();
         await queued.DisposeAsync();
 
-        // A request that could never fit the KV budget.
+        // A request that could never fit the KV budget: not "retry later" but "too large", with the room there is.
         using var small = new InferenceScheduler(model, new SchedulerOptions { KvBudgetBytes = 1 << 20, PrefixCache = false });
         var huge = new GenerationRequest { PromptIds = Prompt(100, model.VocabSize, 2), MaxTokens = 3900 };
-        var kv = await Assert.ThrowsAsync<EngineOverloadedException>(() => Collect(small, huge));
+        var kv = await Assert.ThrowsAsync<RequestTooLargeException>(() => Collect(small, huge));
         Assert.Contains("KV budget of 1048576 bytes", kv.Message);
+        Assert.Contains($"room for {small.MaxPositions} positions", kv.Message);
         Assert.Equal(1, small.Stats.RequestsRejected);
+        // MaxPositions is the largest count that fits: one more does not.
+        Assert.InRange(small.MaxPositions, 1, 4095);
+        Assert.True(SequenceKvCache.BytesFor(model.Derived, model.MtpHeads, small.Options.CacheReserve, small.MaxPositions) <= 1 << 20);
+        Assert.True(SequenceKvCache.BytesFor(model.Derived, model.MtpHeads, small.Options.CacheReserve, small.MaxPositions + 1) > 1 << 20);
+        int exact = small.MaxPositions - 100 - 1; // no drafts: prompt + max_tokens + 1 positions
+        await using (IAsyncEnumerator<GenerationEvent> fits = small.GenerateAsync(huge with { MaxTokens = exact }).GetAsyncEnumerator())
+        {
+            Assert.True(await fits.MoveNextAsync()); // admitted (then left: the sequence is freed)
+        }
+        await Assert.ThrowsAsync<RequestTooLargeException>(() => Collect(small, huge with { MaxTokens = exact + 1 }));
 
         // Beyond the context: an argument error with both numbers, as the Generator gives.
         var tooLong = await Assert.ThrowsAsync<ArgumentException>(() => Collect(small, request with { MaxTokens = 4095 }));
