@@ -143,9 +143,9 @@ public sealed class CoreKernelTests
         var data = new TheoryData<string, int>();
         foreach (DType d in new[] { DType.F8E4M3, DType.BF16, DType.F16, DType.F32, DType.I8, DType.Q4 })
         {
-            // 1: decode; 2..8: the multi-token kernels; 13, 71: the generic route (71 at 1024 columns: two
-            // whole token blocks and a ragged one).
-            foreach (int n in new[] { 1, 2, 4, 5, 8, 13, 71 })
+            // 1: decode; 2..8: the multi-token kernels (every remainder after the 4-token tiles: 4 + 1,
+            // 4 + 2, 4 + 3); 13, 71: the generic route (71 at 1024 columns: two whole token blocks and a ragged one).
+            foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 13, 71 })
             {
                 data.Add(d.ToString(), n);
             }
@@ -273,7 +273,8 @@ public sealed class CoreKernelTests
     {
         // Row r holds code r in every column; x = 1, so y[r] = cols · decode(r) · scale. 165 columns: a
         // 128-column block (whole four-vector steps of every width: the decode kernels' NaN scan) and a
-        // 37-column one (whole vectors and a ragged tail); 3 and 9 tokens: the batch paths too.
+        // 37-column one (whole vectors and a ragged tail); 3, 6, 8 and 9 tokens: the batch paths too (the 3-,
+        // 4-, 2- and 8-token kernels, the generic route).
         const int cols = 165;
         const float scale = 0.5f;
         var codes = new NativeBuffer(256 * cols);
@@ -286,7 +287,7 @@ public sealed class CoreKernelTests
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
             var row = new float[cols];
-            foreach (int n in new[] { 1, 3, 9 })
+            foreach (int n in new[] { 1, 3, 6, 8, 9 })
             {
                 float[] x = Enumerable.Repeat(1f, n * cols).ToArray();
                 var y = new float[n * 256];
@@ -329,7 +330,7 @@ public sealed class CoreKernelTests
         using var pool = new WorkerPool(2);
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
-            foreach (int n in new[] { 1, 3, 9 })
+            foreach (int n in new[] { 1, 3, 6, 8, 9 })
             {
                 float[] x = Enumerable.Range(0, n * cols).Select(i => 0.25f + (i % 7) * 0.125f).ToArray();
                 var y = new float[n * rows];
