@@ -143,9 +143,9 @@ public sealed class CoreKernelTests
         var data = new TheoryData<string, int>();
         foreach (DType d in new[] { DType.F8E4M3, DType.BF16, DType.F16, DType.F32, DType.I8, DType.Q4 })
         {
-            // 1: decode; 2..8: the multi-token kernels; 13, 71: the generic route (71 at 1024 columns: two
-            // whole token blocks and a ragged one).
-            foreach (int n in new[] { 1, 2, 4, 5, 8, 13, 71 })
+            // 1: decode; 2..8: the multi-token kernels (every remainder after the 4-token tiles: 4 + 1,
+            // 4 + 2, 4 + 3); 13, 71: the generic route (71 at 1024 columns: two whole token blocks and a ragged one).
+            foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 13, 71 })
             {
                 data.Add(d.ToString(), n);
             }
@@ -273,7 +273,8 @@ public sealed class CoreKernelTests
     {
         // Row r holds code r in every column; x = 1, so y[r] = cols · decode(r) · scale. 165 columns: a
         // 128-column block (whole four-vector steps of every width: the decode kernels' NaN scan) and a
-        // 37-column one (whole vectors and a ragged tail); 3 and 9 tokens: the batch paths too.
+        // 37-column one (whole vectors and a ragged tail); 3, 6, 8 and 9 tokens: the batch paths too (the 3-,
+        // 4-, 2- and 8-token kernels, the generic route).
         const int cols = 165;
         const float scale = 0.5f;
         var codes = new NativeBuffer(256 * cols);
@@ -286,7 +287,7 @@ public sealed class CoreKernelTests
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
             var row = new float[cols];
-            foreach (int n in new[] { 1, 3, 9 })
+            foreach (int n in new[] { 1, 3, 6, 8, 9 })
             {
                 float[] x = Enumerable.Repeat(1f, n * cols).ToArray();
                 var y = new float[n * 256];
@@ -329,7 +330,7 @@ public sealed class CoreKernelTests
         using var pool = new WorkerPool(2);
         foreach (KernelIsa isa in KernelIsas.Supported)
         {
-            foreach (int n in new[] { 1, 3, 9 })
+            foreach (int n in new[] { 1, 3, 6, 8, 9 })
             {
                 float[] x = Enumerable.Range(0, n * cols).Select(i => 0.25f + (i % 7) * 0.125f).ToArray();
                 var y = new float[n * rows];
@@ -344,6 +345,50 @@ public sealed class CoreKernelTests
                         Assert.True(nan ? float.IsNaN(actual) : Math.Abs(actual - sum) <= 1e-5 * sum,
                             $"{isa} n {n} token {t} row {r}: {actual}, expected {(nan ? "NaN" : sum)}");
                     }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void AFp8MatrixIsScannedForNaNCodesUntilOneProductFindsNoneAndTheAnswerIsKept()
+    {
+        // A clean matrix: the first one-token product scans and records None; later products skip the
+        // scan and give the same bits. A matrix with one NaN code records Some and keeps its NaN row.
+        const int rows = 12, cols = 300;
+        var random = new Random(5);
+        var clean = new NativeBuffer(rows * cols);
+        for (int i = 0; i < rows * cols; i++)
+        {
+            byte code = (byte)random.Next(256);
+            clean.AsSpan()[i] = (code & 0x7F) == 0x7F ? (byte)0x3F : code;
+        }
+        var dirty = new NativeBuffer(rows * cols);
+        clean.AsSpan().CopyTo(dirty.AsSpan());
+        dirty.AsSpan()[5 * cols + 140] = 0x7F;
+        using var pool = new WorkerPool(2);
+        float[] x = Enumerable.Range(0, cols).Select(i => MathF.Sin(i) * 0.1f).ToArray();
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            WeightMatrix w = WeightMatrix.Fp8(clean, 0, rows, cols, [0.5f, 0.25f, 0.125f], 128, 128);
+            WeightMatrix bad = WeightMatrix.Fp8(dirty, 0, rows, cols, [0.5f, 0.25f, 0.125f], 128, 128);
+            Assert.Equal(Fp8NaNCodes.Unknown, w.NaNCodes);
+            var first = new float[rows];
+            var second = new float[rows];
+            MatMul.Multiply(w, x, first, 1, pool, new KernelMode(isa));
+            Assert.Equal(isa == KernelIsa.Scalar ? Fp8NaNCodes.Unknown : Fp8NaNCodes.None, w.NaNCodes);
+            MatMul.Multiply(w, x, second, 1, pool, new KernelMode(isa));
+            Assert.Equal(first, second);
+            for (int pass = 0; pass < 2; pass++)
+            {
+                var y = new float[rows];
+                MatMul.Multiply(bad, x, y, 1, pool, new KernelMode(isa));
+                Assert.Equal(isa == KernelIsa.Scalar ? Fp8NaNCodes.Unknown : Fp8NaNCodes.Some, bad.NaNCodes);
+                for (int r = 0; r < rows; r++)
+                {
+                    // Rows 4..7 were recomputed by the checked decode (another summation order).
+                    Assert.True(r == 5 ? float.IsNaN(y[r]) : Math.Abs(y[r] - first[r]) <= 1e-5f * (1 + Math.Abs(first[r])),
+                        $"{isa} pass {pass} row {r}: {y[r]}, clean {first[r]}");
                 }
             }
         }

@@ -96,12 +96,26 @@ public static unsafe class MatMul
             job.XPrescaled = null;
             job.XCodes = null;
             job.XScales = null;
-            if (route is Route.Fused or Route.FusedTokens && weight.DType == DType.F8E4M3)
+            job.XStride = weight.Cols;
+            if (route == Route.Fused && weight.DType == DType.F8E4M3)
             {
                 // The calling thread's buffer, kept between calls: no allocation per product.
-                int length = checked(n * weight.Cols);
-                job.XPrescaled = PrescaleBuffer(length);
-                VectorMath.ScaleInto(px, XPrescale, job.XPrescaled, length, isa);
+                job.XPrescaled = PrescaleBuffer(weight.Cols);
+                VectorMath.ScaleInto(px, XPrescale, job.XPrescaled, weight.Cols, isa);
+            }
+            else if (route == Route.FusedTokens)
+            {
+                // The tokens at a padded stride (FP8: prescaled), in the calling thread's buffer: at a
+                // stride of a multiple of 4 KB (1024 columns) the tokens' vectors at one column share an
+                // L1 set, and the 8-token kernel's eight of them with the two weight rows overflow its ways.
+                int stride = PaddedTokenStride(weight.Cols);
+                float factor = weight.DType == DType.F8E4M3 ? XPrescale : 1f;
+                job.XPrescaled = PrescaleBuffer(checked(n * stride));
+                job.XStride = stride;
+                for (int t = 0; t < n; t++)
+                {
+                    VectorMath.ScaleInto(px + (long)t * weight.Cols, factor, job.XPrescaled + (long)t * stride, weight.Cols, isa);
+                }
             }
             else if (route == Route.Integer)
             {
@@ -113,6 +127,8 @@ public static unsafe class MatMul
                     QuantizeActivations(px + (long)t * weight.Cols, weight.Cols, job.XCodes + (long)t * groups * Group, job.XScales + t * groups, isa);
                 }
             }
+            job.ScanForNaN = weight.NaNCodes != Fp8NaNCodes.None;
+            job.SawNaN = false;
             try
             {
                 int rowGroups = (weight.Rows + RowGroup - 1) / RowGroup;
@@ -121,6 +137,11 @@ public static unsafe class MatMul
             finally
             {
                 job.Weight = null;
+            }
+            if (route == Route.Fused && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
+            {
+                // Every row group of the matrix was scanned (the ragged ends and tail rows decode checked).
+                weight.NaNCodes = job.SawNaN ? Fp8NaNCodes.Some : Fp8NaNCodes.None;
             }
         }
     }
@@ -192,8 +213,14 @@ public static unsafe class MatMul
         public float* X, Y, XPrescaled, Scales, XScales;
         public sbyte* XCodes;
         public int N;
+        /// <summary>Floats between consecutive tokens of XPrescaled on the multi-token route (Cols elsewhere).</summary>
+        public int XStride;
         public Route Route;
         public KernelIsa Isa;
+        /// <summary>Whether the FP8 kernels scan for NaN codes (the matrix is not yet known to hold none).</summary>
+        public bool ScanForNaN;
+        /// <summary>Set (by any thread, only ever to true) when a scanned row group held a NaN code.</summary>
+        public bool SawNaN;
 
         public void Execute(int start, int end)
         {
@@ -255,7 +282,12 @@ public static unsafe class MatMul
             {
                 switch (w.DType)
                 {
-                    case DType.F8E4M3: Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r); break;
+                    case DType.F8E4M3:
+                        if (Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r, ScanForNaN))
+                        {
+                            SawNaN = true;
+                        }
+                        break;
                     case DType.I8: Q8Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
                     case DType.Q4: Q4Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
                     default: Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, X, Y + r); break;
@@ -274,59 +306,83 @@ public static unsafe class MatMul
         }
 
         /// <summary>
-        /// n tokens against rows [rowStart, rowEnd): per group of four rows, tokens four at a time through
-        /// the 2-row × 4-token kernels (each weight vector decoded once for four tokens, all accumulators
-        /// in registers), the rest one by one through the one-token four-row kernel (the group's 4 × cols
-        /// weights stay in L1 between tokens). The former kernel, looping tokens inside one row with n
+        /// n tokens against rows [rowStart, rowEnd): per group of four rows, eight tokens at once through the
+        /// 2-row × 8-token kernels on 32-register machines, else tokens four at a time through the 2-row ×
+        /// 4-token kernels (each weight vector decoded once for those tokens, all accumulators in registers), a remainder of two or three tokens through the 2- or 3-token instances of the
+        /// same kernels, and a last lone token through the one-token four-row kernel (the group's
+        /// 4 × cols weights stay in L1 between calls). Continuous batching's MoE steps give each expert
+        /// one to three rows: before the 2- and 3-token instances, those ran token by token, decoding
+        /// every weight once per token. The former kernel, looping tokens inside one row with n
         /// accumulators in memory, measured 4-5x slower per multiply-add on AVX2.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ExecuteFusedTokens<TVec, TW>(WeightMatrix w, int rowStart, int rowEnd) where TVec : struct where TW : struct, ISimd<TVec>
         {
-            int cols = w.Cols, rows = w.Rows;
+            int cols = w.Cols, rows = w.Rows, stride = XStride;
             bool fp8 = w.DType == DType.F8E4M3;
-            float* x = fp8 ? XPrescaled : X;
+            float* x = XPrescaled; // [N, stride]: prescaled for FP8, a padded copy for BF16
             int r = rowStart;
             for (; r + RowGroup <= rowEnd; r += RowGroup)
             {
                 int t = 0;
+                if (TW.WideRegisterFile && N == 8)
+                {
+                    RowGroupTokens<TVec, TW, EightTokens>(w, r, x, Y + r);
+                    continue;
+                }
                 for (; t + 4 <= N; t += 4)
                 {
-                    float* xt = x + (long)t * cols, yt = Y + (long)t * rows + r;
-                    if (fp8)
-                    {
-                        Fp8Rows2Tokens4<TVec, TW>(w, r, xt, Scales, rows, yt);
-                        Fp8Rows2Tokens4<TVec, TW>(w, r + 2, xt, Scales, rows, yt + 2);
-                    }
-                    else
-                    {
-                        ushort* p = (ushort*)w.RowPointer(r);
-                        Bf16Rows2Tokens4<TVec, TW>(p, cols, xt, rows, yt);
-                        Bf16Rows2Tokens4<TVec, TW>(p + 2 * cols, cols, xt, rows, yt + 2);
-                    }
+                    RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
                 }
-                for (; t < N; t++)
+                switch (N - t)
                 {
-                    float* xt = x + (long)t * cols, yt = Y + (long)t * rows + r;
-                    if (fp8)
-                    {
-                        Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt);
-                    }
-                    else
-                    {
-                        Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, xt, yt);
-                    }
+                    case 3:
+                        RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
+                        break;
+                    case 2:
+                        RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
+                        break;
+                    case 1:
+                        float* xt = x + (long)t * stride, yt = Y + (long)t * rows + r;
+                        if (fp8)
+                        {
+                            Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt, ScanForNaN);
+                        }
+                        else
+                        {
+                            Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, xt, yt);
+                        }
+                        break;
                 }
             }
             for (; r < rowEnd; r++)
             {
                 for (int t = 0; t < N; t++)
                 {
-                    float* xt = x + (long)t * cols;
+                    float* xt = x + (long)t * stride;
                     Y[(long)t * rows + r] = fp8
                         ? Fp8Row<TVec, TW>(w.RowPointer(r), cols, w.BlockCols, xt, w.KernelScaleRow(r, Scales))
                         : Bf16Row<TVec, TW>((ushort*)w.RowPointer(r), cols, xt);
                 }
+            }
+        }
+
+        /// <summary>The four rows r..r+3 against the <typeparamref name="TN"/> tokens at xt: two 2-row kernel calls.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void RowGroupTokens<TVec, TW, TN>(WeightMatrix w, int r, float* xt, float* yt)
+            where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
+        {
+            int rows = w.Rows, stride = XStride;
+            if (w.DType == DType.F8E4M3)
+            {
+                Fp8Rows2Tokens<TVec, TW, TN>(w, r, xt, stride, Scales, rows, yt);
+                Fp8Rows2Tokens<TVec, TW, TN>(w, r + 2, xt, stride, Scales, rows, yt + 2);
+            }
+            else
+            {
+                ushort* p = (ushort*)w.RowPointer(r);
+                Bf16Rows2Tokens<TVec, TW, TN>(p, w.Cols, xt, stride, rows, yt);
+                Bf16Rows2Tokens<TVec, TW, TN>(p + 2 * w.Cols, w.Cols, xt, stride, rows, yt + 2);
             }
         }
 
@@ -413,10 +469,12 @@ public static unsafe class MatMul
             int rowCount = rowEnd - rowStart;
             float* rows = FloatRows(w, rowStart, rowCount, Isa);
             int outStride = w.Rows;
-            // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 2 tokens with 16.
-            int tile = TW.WideRegisterFile ? 4 : 2;
+            // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 3 tokens with 16 (12
+            // accumulators, 3 token vectors and one weight vector: 16; 4 x 2 measured 5-15% slower per
+            // multiply-add in L1/L2 on AVX2, with VEX and with EVEX encodings).
+            int tile = TW.WideRegisterFile ? 4 : 3;
             // 4 x 4 tiles (32 registers) measured faster token tile by token tile over all rows (prefill
-            // 512, small preset, Vector512: 330 tok/s in 32-token blocks, 358 tile by tile); 4 x 2 tiles faster in blocks (230 -> 245).
+            // 512, small preset, Vector512: 330 tok/s in 32-token blocks, 358 tile by tile); 16-register tiles faster in blocks (230 -> 245).
             int block = TW.WideRegisterFile ? tile : Math.Max(tile, TokenBlockBytes / sizeof(float) / cols / tile * tile);
             for (int t0 = 0; t0 < N; t0 += block)
             {
@@ -436,7 +494,7 @@ public static unsafe class MatMul
                         }
                         else
                         {
-                            Dot4x2<TVec, TW>(r4, cols, xt, yt, outStride);
+                            Dot4x3<TVec, TW>(r4, cols, xt, yt, outStride);
                         }
                     }
                     for (; t < t1; t++)
@@ -458,7 +516,18 @@ public static unsafe class MatMul
     /// <summary>x bytes per token block of the generic route: with one row group and the output, well inside a 1 MB L2.</summary>
     private const int TokenBlockBytes = 128 * 1024;
 
-    /// <summary>The calling thread's buffer for the FP8 kernels' prescaled activations.</summary>
+    /// <summary>
+    /// The token stride of the multi-token kernels' copy of x: cols rounded up to whole 64-byte lines,
+    /// plus one line when that is a multiple of 1 KB, so consecutive tokens' vectors at a column fall in
+    /// different L1 sets.
+    /// </summary>
+    internal static int PaddedTokenStride(int cols)
+    {
+        int stride = (cols + 15) & ~15;
+        return stride % 256 == 0 ? stride + 16 : stride;
+    }
+
+    /// <summary>The calling thread's buffer for the FP8 kernels' prescaled activations (and the multi-token kernels' padded copy of x).</summary>
     private static float* PrescaleBuffer(int length) => Grow(ref t_prescaled, ref t_prescaledLength, length);
 
     /// <summary>The calling thread's buffer for dequantized rows.</summary>
@@ -499,10 +568,12 @@ public static unsafe class MatMul
     /// (two accumulators per row, so each multiply-add chain is two deep per step) decoded without the NaN
     /// compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
     /// codes, and a group holding one is recomputed with <paramref name="checkedDecode"/>: every vector
-    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN.
+    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN. Without
+    /// <paramref name="scan"/> (a matrix known to hold no NaN code) the scan is left out. Returns whether
+    /// the scan met a NaN code.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
+    private static bool Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool scan, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
@@ -541,10 +612,13 @@ public static unsafe class MatMul
                     PrefetchNext(next + 4 * c + 128);
                     PrefetchNext(next + 4 * c + 192);
                 }
-                seen = TW.Fp8NaNScan(p0 + c, seen);
-                seen = TW.Fp8NaNScan(p1 + c, seen);
-                seen = TW.Fp8NaNScan(p2 + c, seen);
-                seen = TW.Fp8NaNScan(p3 + c, seen);
+                if (scan)
+                {
+                    seen = TW.Fp8NaNScan(p0 + c, seen);
+                    seen = TW.Fp8NaNScan(p1 + c, seen);
+                    seen = TW.Fp8NaNScan(p2 + c, seen);
+                    seen = TW.Fp8NaNScan(p3 + c, seen);
+                }
                 var xv = TW.Load(xs + c);
                 b0 = TW.Fma(TW.Fp8Finite(p0 + c), xv, b0);
                 b1 = TW.Fma(TW.Fp8Finite(p1 + c), xv, b1);
@@ -600,65 +674,166 @@ public static unsafe class MatMul
             acc2 = TW.Fma(TW.Add(b2, e2), TW.Splat(s2[b]), acc2);
             acc3 = TW.Fma(TW.Add(b3, e3), TW.Splat(s3[b]), acc3);
         }
-        if (TW.Fp8SawNaN(seen))
+        if (scan && TW.Fp8SawNaN(seen))
         {
-            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, checkedDecode: true);
-            return;
+            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, scan: false, checkedDecode: true);
+            return true;
         }
         (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
+        return false;
     }
 
     /// <summary>
-    /// Two FP8 rows r, r+1 against four prescaled token vectors xs [4, cols]: y[t · rows + j]. Each weight
-    /// vector is decoded once for four tokens and multiplied by its block's scale there (one multiply per
-    /// four tokens), so no per-block accumulators are needed: eight accumulators, as for BF16.
+    /// Two FP8 rows r, r+1 against <typeparamref name="TN"/> (2..8) prescaled token vectors xs [TN, xStride]:
+    /// y[t · rows + j]. Each weight vector is decoded once for every token and multiplied by its block's
+    /// scale there (one multiply per decoded vector), so no per-block accumulators are needed: 2 · TN
+    /// accumulators (up to four tokens they fit the 16 registers of AVX2 with the two weight vectors;
+    /// eight need a 32-register file). A block's whole four-vector steps decode without the NaN compare,
+    /// unrolled, their codes scanned for NaN codes as in <see cref="Fp8Rows4{TVec, TW}"/>; a pair of rows
+    /// holding one is recomputed with <paramref name="checkedDecode"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows2Tokens4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, int rows, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Fp8Rows2Tokens<TVec, TW, TN>(WeightMatrix w, int r, float* xs, int xStride, float* scales, int rows, float* y, bool checkedDecode = false)
+        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
     {
-        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count;
+        int n = TN.Value;
+        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
         byte* p1 = p0 + cols;
+        byte* next = p0 + 2 * cols; // the next row pair, fetched at twice the pace of c (two rows consumed)
         float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
-        float* x1 = xs + cols, x2 = x1 + cols, x3 = x2 + cols;
         var a00 = TW.Zero; var a01 = TW.Zero; var a02 = TW.Zero; var a03 = TW.Zero;
+        var a04 = TW.Zero; var a05 = TW.Zero; var a06 = TW.Zero; var a07 = TW.Zero;
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
-        Vector128<float> tail0 = default, tail1 = default; // [t0..t3] of row 0 and of row 1
+        var a14 = TW.Zero; var a15 = TW.Zero; var a16 = TW.Zero; var a17 = TW.Zero;
+        var seen = TW.Zero;
+        // [t0..t3] and [t4..t7] of row 0 and of row 1: the blocks' scalar ends.
+        Vector128<float> tail0 = default, tail0High = default, tail1 = default, tail1High = default;
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
             var scale0 = TW.Splat(s0[b]);
             var scale1 = TW.Splat(s1[b]);
             int c = start;
+            for (; !checkedDecode && c + step <= end; c += step)
+            {
+                // 2 · step bytes consumed: one line per 64.
+                PrefetchNext(next + 2 * c);
+                if (lanes >= 16)
+                {
+                    PrefetchNext(next + 2 * c + 64);
+                }
+                seen = TW.Fp8NaNScan(p0 + c, seen);
+                seen = TW.Fp8NaNScan(p1 + c, seen);
+                for (int k = c; k < c + step; k += lanes)
+                {
+                    AccumulateTokens<TVec, TW, TN>(TW.Multiply(TW.Fp8Finite(p0 + k), scale0), TW.Multiply(TW.Fp8Finite(p1 + k), scale1), xs + k, xStride,
+                        ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
+                        ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
+                }
+            }
+            // The block's ragged end (or all of it when checkedDecode): the checked decode.
             for (; c + lanes <= end; c += lanes)
             {
-                var w0 = TW.Multiply(TW.Fp8(p0 + c), scale0);
-                var w1 = TW.Multiply(TW.Fp8(p1 + c), scale1);
-                var v = TW.Load(xs + c);
-                a00 = TW.Fma(w0, v, a00);
-                a10 = TW.Fma(w1, v, a10);
-                v = TW.Load(x1 + c);
-                a01 = TW.Fma(w0, v, a01);
-                a11 = TW.Fma(w1, v, a11);
-                v = TW.Load(x2 + c);
-                a02 = TW.Fma(w0, v, a02);
-                a12 = TW.Fma(w1, v, a12);
-                v = TW.Load(x3 + c);
-                a03 = TW.Fma(w0, v, a03);
-                a13 = TW.Fma(w1, v, a13);
+                AccumulateTokens<TVec, TW, TN>(TW.Multiply(TW.Fp8(p0 + c), scale0), TW.Multiply(TW.Fp8(p1 + c), scale1), xs + c, xStride,
+                    ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
+                    ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
             }
             for (; c < end; c++)
             {
-                var xc = Vector128.Create(xs[c], x1[c], x2[c], x3[c]);
-                tail0 += Vector128.Create(DecodeFp8Scalar(p0[c]) * s0[b]) * xc;
-                tail1 += Vector128.Create(DecodeFp8Scalar(p1[c]) * s1[b]) * xc;
+                float w0 = DecodeFp8Scalar(p0[c]) * s0[b], w1 = DecodeFp8Scalar(p1[c]) * s1[b];
+                var xc = TokenColumn(xs + c, xStride, 0, n);
+                tail0 += Vector128.Create(w0) * xc;
+                tail1 += Vector128.Create(w1) * xc;
+                if (n > 4)
+                {
+                    xc = TokenColumn(xs + c, xStride, 4, n);
+                    tail0High += Vector128.Create(w0) * xc;
+                    tail1High += Vector128.Create(w1) * xc;
+                }
             }
         }
-        Vector128<float> row0 = TW.Sum4(a00, a01, a02, a03) + tail0, row1 = TW.Sum4(a10, a11, a12, a13) + tail1;
-        for (int t = 0; t < 4; t++)
+        if (!checkedDecode && TW.Fp8SawNaN(seen))
         {
-            y[(long)t * rows] = row0[t];
-            y[(long)t * rows + 1] = row1[t];
+            Fp8Rows2Tokens<TVec, TW, TN>(w, r, xs, xStride, scales, rows, y, checkedDecode: true);
+            return;
+        }
+        StoreRows2(TW.Sum4(a00, a01, a02, a03) + tail0, TW.Sum4(a10, a11, a12, a13) + tail1, y, rows, 0, Math.Min(n, 4));
+        if (n > 4)
+        {
+            StoreRows2(TW.Sum4(a04, a05, a06, a07) + tail0High, TW.Sum4(a14, a15, a16, a17) + tail1High, y, rows, 4, n);
+        }
+    }
+
+    /// <summary>
+    /// The 2-row kernels' multiply-adds at one column vector: a0t += w0 · x_t and a1t += w1 · x_t for the
+    /// TN tokens t (x at the column, token stride <paramref name="stride"/>). Inlined, the accumulators stay in registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulateTokens<TVec, TW, TN>(TVec w0, TVec w1, float* x, int stride,
+        ref TVec a00, ref TVec a01, ref TVec a02, ref TVec a03, ref TVec a04, ref TVec a05, ref TVec a06, ref TVec a07,
+        ref TVec a10, ref TVec a11, ref TVec a12, ref TVec a13, ref TVec a14, ref TVec a15, ref TVec a16, ref TVec a17)
+        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
+    {
+        int n = TN.Value;
+        var v = TW.Load(x);
+        a00 = TW.Fma(w0, v, a00);
+        a10 = TW.Fma(w1, v, a10);
+        v = TW.Load(x + stride);
+        a01 = TW.Fma(w0, v, a01);
+        a11 = TW.Fma(w1, v, a11);
+        if (n > 2)
+        {
+            v = TW.Load(x + 2  * stride);
+            a02 = TW.Fma(w0, v, a02);
+            a12 = TW.Fma(w1, v, a12);
+        }
+        if (n > 3)
+        {
+            v = TW.Load(x + 3  * stride);
+            a03 = TW.Fma(w0, v, a03);
+            a13 = TW.Fma(w1, v, a13);
+        }
+        if (n > 4)
+        {
+            v = TW.Load(x + 4  * stride);
+            a04 = TW.Fma(w0, v, a04);
+            a14 = TW.Fma(w1, v, a14);
+        }
+        if (n > 5)
+        {
+            v = TW.Load(x + 5  * stride);
+            a05 = TW.Fma(w0, v, a05);
+            a15 = TW.Fma(w1, v, a15);
+        }
+        if (n > 6)
+        {
+            v = TW.Load(x + 6  * stride);
+            a06 = TW.Fma(w0, v, a06);
+            a16 = TW.Fma(w1, v, a16);
+        }
+        if (n > 7)
+        {
+            v = TW.Load(x + 7  * stride);
+            a07 = TW.Fma(w0, v, a07);
+            a17 = TW.Fma(w1, v, a17);
+        }
+    }
+
+    /// <summary>Column c of tokens first..first+3 (x at column c, token stride <paramref name="stride"/>), zero past token n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> TokenColumn(float* x, int stride, int first, int n) => Vector128.Create(
+        first < n ? x[(long)first * stride] : 0f, first + 1 < n ? x[(long)(first + 1) * stride] : 0f,
+        first + 2 < n ? x[(long)(first + 2) * stride] : 0f, first + 3 < n ? x[(long)(first + 3) * stride] : 0f);
+
+    /// <summary>y[t · rows + j] for tokens t in [first, end) of a 2-row kernel: lane t − first of row0 (j = 0) and row1 (j = 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows2(Vector128<float> row0, Vector128<float> row1, float* y, int rows, int first, int end)
+    {
+        for (int t = first; t < end; t++)
+        {
+            y[(long)t * rows] = row0[t - first];
+            y[(long)t * rows + 1] = row1[t - first];
         }
     }
 
@@ -920,10 +1095,11 @@ public static unsafe class MatMul
         int c = 0;
         for (; c + TW.Count <= cols; c += TW.Count)
         {
+            // Fetch the next row group (4 · cols values) at four times the pace of c, one line per 64 bytes
+            // consumed (8 · lanes bytes per step), as for FP8: every width.
+            PrefetchNext((byte*)(p0 + 4 * cols + 4 * c));
             if (TW.Count == 16)
             {
-                // Fetch the next row group (4 · cols values, two lines per 128 bytes consumed), as for FP8.
-                PrefetchNext((byte*)(p0 + 4 * cols + 4 * c));
                 PrefetchNext((byte*)(p0 + 4 * cols + 4 * c + 32));
             }
             var xv = TW.Load(x + c);
@@ -945,48 +1121,70 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Two BF16 rows r, r+1 (p0, p0 + cols) against four token vectors x [4, cols]: y[t · rows + j] for
-    /// t = 0..3, j = 0..1. Each weight vector is decoded once for four tokens, and the eight accumulators,
-    /// two weight vectors and one token vector fit the 16 registers of AVX2, so a multiply-add costs a
-    /// quarter of a decode and half a load instead of a whole decode (the one-token kernel).
+    /// Two BF16 rows r, r+1 (p0, p0 + cols) against <typeparamref name="TN"/> (2..8) token vectors
+    /// xs [TN, xStride]: y[t · rows + j] for t &lt; TN, j = 0..1. Each weight vector is decoded once for
+    /// every token: 2 · TN accumulators (up to four tokens they fit the 16 registers of AVX2 with the two
+    /// weight vectors and a token vector; eight need a 32-register file), so a multiply-add costs 1 / TN
+    /// of a decode and half a load instead of a whole decode (the one-token kernel).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Bf16Rows2Tokens4<TVec, TW>(ushort* p0, int cols, float* x, int rows, float* y) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Bf16Rows2Tokens<TVec, TW, TN>(ushort* p0, int cols, float* xs, int xStride, int rows, float* y)
+        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
     {
+        int n = TN.Value, lanes = TW.Count;
         ushort* p1 = p0 + cols;
-        float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols;
         var a00 = TW.Zero; var a01 = TW.Zero; var a02 = TW.Zero; var a03 = TW.Zero;
+        var a04 = TW.Zero; var a05 = TW.Zero; var a06 = TW.Zero; var a07 = TW.Zero;
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
+        var a14 = TW.Zero; var a15 = TW.Zero; var a16 = TW.Zero; var a17 = TW.Zero;
+        byte* next = (byte*)(p0 + 2 * cols); // the next row pair, fetched at twice the pace of c (two rows consumed)
         int c = 0;
-        for (; c + TW.Count <= cols; c += TW.Count)
+        for (; c + 2 * lanes <= cols; c += 2 * lanes)
         {
-            var w0 = TW.Bf16(p0 + c);
-            var w1 = TW.Bf16(p1 + c);
-            var v = TW.Load(x + c);
-            a00 = TW.Fma(w0, v, a00);
-            a10 = TW.Fma(w1, v, a10);
-            v = TW.Load(x1 + c);
-            a01 = TW.Fma(w0, v, a01);
-            a11 = TW.Fma(w1, v, a11);
-            v = TW.Load(x2 + c);
-            a02 = TW.Fma(w0, v, a02);
-            a12 = TW.Fma(w1, v, a12);
-            v = TW.Load(x3 + c);
-            a03 = TW.Fma(w0, v, a03);
-            a13 = TW.Fma(w1, v, a13);
+            // 2 rows x 2 · lanes values x 2 bytes consumed: one line per 64 bytes.
+            PrefetchNext(next + 4 * c);
+            if (lanes >= 8)
+            {
+                PrefetchNext(next + 4 * c + 64);
+            }
+            if (lanes >= 16)
+            {
+                PrefetchNext(next + 4 * c + 128);
+                PrefetchNext(next + 4 * c + 192);
+            }
+            AccumulateTokens<TVec, TW, TN>(TW.Bf16(p0 + c), TW.Bf16(p1 + c), xs + c, xStride,
+                ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
+                ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
+            int k = c + lanes;
+            AccumulateTokens<TVec, TW, TN>(TW.Bf16(p0 + k), TW.Bf16(p1 + k), xs + k, xStride,
+                ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
+                ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
         }
-        Vector128<float> tail0 = default, tail1 = default; // [t0..t3] of row 0 and of row 1
+        for (; c + lanes <= cols; c += lanes)
+        {
+            AccumulateTokens<TVec, TW, TN>(TW.Bf16(p0 + c), TW.Bf16(p1 + c), xs + c, xStride,
+                ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
+                ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
+        }
+        // [t0..t3] and [t4..t7] of row 0 and of row 1: the scalar end.
+        Vector128<float> tail0 = default, tail0High = default, tail1 = default, tail1High = default;
         for (; c < cols; c++)
         {
-            var xc = Vector128.Create(x[c], x1[c], x2[c], x3[c]);
-            tail0 += Vector128.Create(Bf16Scalar(p0[c])) * xc;
-            tail1 += Vector128.Create(Bf16Scalar(p1[c])) * xc;
+            float w0 = Bf16Scalar(p0[c]), w1 = Bf16Scalar(p1[c]);
+            var xc = TokenColumn(xs + c, xStride, 0, n);
+            tail0 += Vector128.Create(w0) * xc;
+            tail1 += Vector128.Create(w1) * xc;
+            if (n > 4)
+            {
+                xc = TokenColumn(xs + c, xStride, 4, n);
+                tail0High += Vector128.Create(w0) * xc;
+                tail1High += Vector128.Create(w1) * xc;
+            }
         }
-        Vector128<float> row0 = TW.Sum4(a00, a01, a02, a03) + tail0, row1 = TW.Sum4(a10, a11, a12, a13) + tail1;
-        for (int t = 0; t < 4; t++)
+        StoreRows2(TW.Sum4(a00, a01, a02, a03) + tail0, TW.Sum4(a10, a11, a12, a13) + tail1, y, rows, 0, Math.Min(n, 4));
+        if (n > 4)
         {
-            y[(long)t * rows] = row0[t];
-            y[(long)t * rows + 1] = row1[t];
+            StoreRows2(TW.Sum4(a04, a05, a06, a07) + tail0High, TW.Sum4(a14, a15, a16, a17) + tail1High, y, rows, 4, n);
         }
     }
 
@@ -1044,29 +1242,37 @@ public static unsafe class MatMul
         DotTail(r0, cols, x0, y, yStride, c, 4);
     }
 
-    /// <summary>Four float rows against two tokens: 8 accumulators (16-register machines: AVX2, SSE).</summary>
+    /// <summary>
+    /// Four float rows against three tokens: 12 accumulators (16-register machines: AVX2, SSE). The
+    /// token vectors are loaded once per step and each weight vector streams through them.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4x2<TVec, TW>(float* r0, int cols, float* x0, float* y, int yStride) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Dot4x3<TVec, TW>(float* r0, int cols, float* x0, float* y, int yStride) where TVec : struct where TW : struct, ISimd<TVec>
     {
         float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
-        float* x1 = x0 + cols;
+        float* x1 = x0 + cols, x2 = x1 + cols;
         TVec a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
         TVec a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+        TVec a20 = TW.Zero, a21 = TW.Zero, a22 = TW.Zero, a23 = TW.Zero;
         int c = 0;
         for (; c + TW.Count <= cols; c += TW.Count)
         {
-            var w0 = TW.Load(r0 + c);
-            var w1 = TW.Load(r1 + c);
-            var w2 = TW.Load(r2 + c);
-            var w3 = TW.Load(r3 + c);
-            var v = TW.Load(x0 + c);
-            a00 = TW.Fma(w0, v, a00); a01 = TW.Fma(w1, v, a01); a02 = TW.Fma(w2, v, a02); a03 = TW.Fma(w3, v, a03);
-            v = TW.Load(x1 + c);
-            a10 = TW.Fma(w0, v, a10); a11 = TW.Fma(w1, v, a11); a12 = TW.Fma(w2, v, a12); a13 = TW.Fma(w3, v, a13);
+            var v0 = TW.Load(x0 + c);
+            var v1 = TW.Load(x1 + c);
+            var v2 = TW.Load(x2 + c);
+            var w = TW.Load(r0 + c);
+            a00 = TW.Fma(w, v0, a00); a10 = TW.Fma(w, v1, a10); a20 = TW.Fma(w, v2, a20);
+            w = TW.Load(r1 + c);
+            a01 = TW.Fma(w, v0, a01); a11 = TW.Fma(w, v1, a11); a21 = TW.Fma(w, v2, a21);
+            w = TW.Load(r2 + c);
+            a02 = TW.Fma(w, v0, a02); a12 = TW.Fma(w, v1, a12); a22 = TW.Fma(w, v2, a22);
+            w = TW.Load(r3 + c);
+            a03 = TW.Fma(w, v0, a03); a13 = TW.Fma(w, v1, a13); a23 = TW.Fma(w, v2, a23);
         }
         TW.Sum4(a00, a01, a02, a03).Store(y);
         TW.Sum4(a10, a11, a12, a13).Store(y + yStride);
-        DotTail(r0, cols, x0, y, yStride, c, 2);
+        TW.Sum4(a20, a21, a22, a23).Store(y + 2 * yStride);
+        DotTail(r0, cols, x0, y, yStride, c, 3);
     }
 
     /// <summary>Adds columns c.. of four rows against <paramref name="tokens"/> tokens to y (the tiles' ragged tail).</summary>

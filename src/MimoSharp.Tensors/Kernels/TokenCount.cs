@@ -1,0 +1,34 @@
+namespace MimoSharp.Tensors.Kernels;
+
+/// <summary>
+/// A token count fixed per instantiation: the multi-token kernels take it as a type argument, so the
+/// JIT compiles one body per count with the unused accumulators and loads removed.
+/// </summary>
+internal interface ITokenCount
+{
+    static abstract int Value { get; }
+}
+
+/// <summary>Two tokens.</summary>
+internal readonly struct TwoTokens : ITokenCount
+{
+    public static int Value => 2;
+}
+
+/// <summary>Three tokens.</summary>
+internal readonly struct ThreeTokens : ITokenCount
+{
+    public static int Value => 3;
+}
+
+/// <summary>Four tokens.</summary>
+internal readonly struct FourTokens : ITokenCount
+{
+    public static int Value => 4;
+}
+
+/// <summary>Eight tokens (32-register machines: 16 accumulators).</summary>
+internal readonly struct EightTokens : ITokenCount
+{
+    public static int Value => 8;
+}
