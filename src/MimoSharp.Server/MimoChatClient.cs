@@ -178,7 +178,7 @@ public sealed class MimoChatClient : IChatClient
             : null;
         if (constraint is not null && thinking && _host.ThinkEndId is int thinkEnd)
         {
-            constraint = new AfterReasoningConstraint(constraint, thinkEnd);
+            constraint = new AfterReasoningConstraint(constraint, thinkEnd, _host.ThinkStartId, PromptRenderer.OpensReasoning(prompt));
         }
         var spec = new ChatRunSpec
         {

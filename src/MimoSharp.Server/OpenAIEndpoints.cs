@@ -51,7 +51,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             StartInReasoning = opensReasoning,
             ParallelToolCalls = parallel,
             TopLogprobs = topLogprobs,
-            Constraint = Constraint(host, schema, forcedTool, thinking),
+            Constraint = Constraint(host, schema, forcedTool, thinking, opensReasoning),
         };
 
         string id = MimoServer.Id("chatcmpl-");
@@ -392,7 +392,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
     }
 
     /// <summary>The constraint a request decodes under: a forced tool call opening, or the response format's JSON grammar.</summary>
-    internal static ITokenConstraint? Constraint(ModelHost host, JsonSchema? schema, string? forcedTool, bool thinking)
+    internal static ITokenConstraint? Constraint(ModelHost host, JsonSchema? schema, string? forcedTool, bool thinking, bool opensReasoning)
     {
         ITokenConstraint? inner = forcedTool is not null
             ? new ForcedPrefixConstraint(forcedTool.Length > 0 ? $"<tool_call>\n<function={forcedTool}>\n" : "<tool_call>\n<function=", host.Tokenizer)
@@ -401,7 +401,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
         {
             return null;
         }
-        return thinking && host.ThinkEndId is int thinkEnd ? new AfterReasoningConstraint(inner, thinkEnd) : inner;
+        return thinking && host.ThinkEndId is int thinkEnd ? new AfterReasoningConstraint(inner, thinkEnd, host.ThinkStartId, opensReasoning) : inner;
     }
 
     private static JsonSchema? ResponseFormat(JsonObject body)

@@ -97,29 +97,51 @@ public sealed class JsonSchemaConstraint : ITokenConstraint
 
 /// <summary>
 /// Applies an inner constraint only after the model's reasoning ends (the <c>&lt;/think&gt;</c> token),
-/// so thinking stays free text and the answer follows the grammar.
+/// so thinking stays free text and the answer follows the grammar. When the prompt does not leave the model
+/// inside an open <c>&lt;think&gt;</c> (<paramref name="startsInReasoning"/> false), the model may still open one
+/// with its first token: that first token may be <c>&lt;think&gt;</c> (then the grammar waits for its end) or
+/// anything the grammar allows (then the grammar holds from that token on), never free text that skips both.
 /// </summary>
-public sealed class AfterReasoningConstraint(ITokenConstraint inner, int thinkEndId) : ITokenConstraint
+public sealed class AfterReasoningConstraint(ITokenConstraint inner, int thinkEndId, int? thinkStartId = null, bool startsInReasoning = true) : ITokenConstraint
 {
-    private bool _active;
+    private enum Phase { FirstToken, Reasoning, Answer }
+
+    private Phase _phase = startsInReasoning || thinkStartId is null ? Phase.Reasoning : Phase.FirstToken;
 
     public void Apply(Span<float> logits)
     {
-        if (_active)
+        switch (_phase)
         {
-            inner.Apply(logits);
+            case Phase.Answer:
+                inner.Apply(logits);
+                break;
+            case Phase.FirstToken:
+                // The grammar's first tokens, and <think>.
+                int start = thinkStartId!.Value;
+                float think = logits[start];
+                inner.Apply(logits);
+                logits[start] = think;
+                break;
         }
     }
 
     public void Accept(int token)
     {
-        if (_active)
+        switch (_phase)
         {
-            inner.Accept(token);
-        }
-        else if (token == thinkEndId)
-        {
-            _active = true;
+            case Phase.Answer:
+                inner.Accept(token);
+                break;
+            case Phase.FirstToken when token == thinkStartId:
+                _phase = Phase.Reasoning;
+                break;
+            case Phase.FirstToken:
+                _phase = Phase.Answer;
+                inner.Accept(token);
+                break;
+            case Phase.Reasoning when token == thinkEndId:
+                _phase = Phase.Answer;
+                break;
         }
     }
 }
