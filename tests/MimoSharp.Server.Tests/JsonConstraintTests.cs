@@ -217,3 +217,43 @@ public sealed class AfterReasoningConstraintTests
         Assert.Equal([3], thinker.Accepted);
     }
 }
+
+/// <summary>Forced tool-call openings: with several allowed tools the output starts with one of their openings, whichever tokens it picks.</summary>
+public sealed class ForcedPrefixConstraintTests
+{
+    [Fact]
+    public void RandomLogitsUnderTwoAlternativesAlwaysProduceOneOfThemAndBothOccur()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-prefix-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        ByteLevelTokenizerWriter.Write(dir, 300);
+        MimoTokenizer tokenizer = MimoTokenizer.Load(dir);
+        string[] openings = ["<tool_call>\n<function=alpha>\n", "<tool_call>\n<function=beta>\n"];
+        var seen = new HashSet<string>();
+        for (int seed = 0; seed < 24; seed++)
+        {
+            var constraint = new ForcedPrefixConstraint(openings, tokenizer);
+            var random = new Random(seed);
+            var logits = new float[tokenizer.VocabularySize];
+            var bytes = new List<byte>();
+            for (int step = 0; step < 40; step++)
+            {
+                for (int i = 0; i < logits.Length; i++)
+                {
+                    logits[i] = (float)random.NextDouble();
+                }
+                constraint.Apply(logits);
+                int best = Array.IndexOf(logits, logits.Max());
+                Assert.False(float.IsNegativeInfinity(logits[best]), "the mask left no token");
+                constraint.Accept(best);
+                bytes.AddRange(tokenizer.TokenBytes(best).ToArray());
+            }
+            string text = Encoding.UTF8.GetString(bytes.ToArray());
+            string? opening = openings.FirstOrDefault(text.StartsWith);
+            Assert.True(opening is not null, $"seed {seed}: {text[..Math.Min(text.Length, 40)]}");
+            seen.Add(opening!);
+        }
+        Assert.Equal(2, seen.Count);
+    }
+}
+

@@ -146,31 +146,56 @@ public sealed class AfterReasoningConstraint(ITokenConstraint inner, int thinkEn
     }
 }
 
-/// <summary>Forces the output to begin with fixed text (a tool call's opening for tool_choice required / named), then leaves it free.</summary>
+/// <summary>
+/// Forces the output to begin with one of a set of fixed texts (a tool call's opening for tool_choice required /
+/// named: one per allowed tool, so the function name is one of the request's tools), then leaves it free.
+/// </summary>
 public sealed class ForcedPrefixConstraint : ITokenConstraint
 {
     private readonly byte[][] _tokens;
-    private readonly byte[] _prefix;
-    private int _matched;
+    private readonly byte[][] _prefixes;
+    private readonly List<byte> _emitted = [];
+    private bool _done;
 
-    public ForcedPrefixConstraint(string prefix, MimoTokenizer tokenizer)
+    public ForcedPrefixConstraint(string prefix, MimoTokenizer tokenizer) : this([prefix], tokenizer)
     {
-        _prefix = Encoding.UTF8.GetBytes(prefix);
+    }
+
+    public ForcedPrefixConstraint(IReadOnlyList<string> prefixes, MimoTokenizer tokenizer)
+    {
+        if (prefixes.Count == 0)
+        {
+            throw new ArgumentException("at least one prefix is needed", nameof(prefixes));
+        }
+        _prefixes = prefixes.Select(Encoding.UTF8.GetBytes).ToArray();
         _tokens = Enumerable.Range(0, tokenizer.VocabularySize).Select(id => tokenizer.TokenBytes(id).ToArray()).ToArray();
     }
 
     public void Apply(Span<float> logits)
     {
-        if (_matched >= _prefix.Length)
+        if (_done)
         {
             return;
         }
-        ReadOnlySpan<byte> rest = _prefix.AsSpan(_matched);
+        ReadOnlySpan<byte> emitted = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_emitted);
         for (int id = 0; id < logits.Length; id++)
         {
             byte[] bytes = id < _tokens.Length ? _tokens[id] : [];
-            // A token may finish the prefix and go on, or cover part of it.
-            bool allowed = bytes.Length > 0 && (bytes.Length <= rest.Length ? rest.StartsWith(bytes) : bytes.AsSpan().StartsWith(rest));
+            bool allowed = false;
+            foreach (byte[] prefix in _prefixes)
+            {
+                if (!prefix.AsSpan().StartsWith(emitted))
+                {
+                    continue; // an alternative the output already left
+                }
+                // A token may finish the prefix and go on, or cover part of it.
+                ReadOnlySpan<byte> rest = prefix.AsSpan(emitted.Length);
+                if (bytes.Length > 0 && (bytes.Length <= rest.Length ? rest.StartsWith(bytes) : bytes.AsSpan().StartsWith(rest)))
+                {
+                    allowed = true;
+                    break;
+                }
+            }
             if (!allowed)
             {
                 logits[id] = float.NegativeInfinity;
@@ -180,9 +205,15 @@ public sealed class ForcedPrefixConstraint : ITokenConstraint
 
     public void Accept(int token)
     {
-        if ((uint)token < (uint)_tokens.Length)
+        if (_done || (uint)token >= (uint)_tokens.Length)
         {
-            _matched += _tokens[token].Length;
+            return;
+        }
+        _emitted.AddRange(_tokens[token]);
+        ReadOnlySpan<byte> emitted = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_emitted);
+        foreach (byte[] prefix in _prefixes)
+        {
+            _done |= emitted.StartsWith(prefix);
         }
     }
 }
