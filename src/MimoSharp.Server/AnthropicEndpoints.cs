@@ -80,7 +80,7 @@ internal sealed class AnthropicEndpoints(MimoServer server)
         };
         string id = MimoServer.Id("msg_");
         await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, spec, server.Metrics, context.RequestAborted).GetAsyncEnumerator();
-        bool more = await MimoServer.FirstStep(steps, ApiFlavor.Anthropic).ConfigureAwait(false);
+        bool more = await MimoServer.FirstStep(steps, ApiFlavor.Anthropic, stream ? context : null, server.KeepAlive).ConfigureAwait(false);
         if (!stream)
         {
             var content = new JsonArray();

@@ -145,7 +145,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             for (int c = 0; c < n; c++)
             {
                 await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, Spec(c), server.Metrics, context.RequestAborted).GetAsyncEnumerator();
-                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI).ConfigureAwait(false);
+                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI, context, server.KeepAlive).ConfigureAwait(false);
                 if (!started)
                 {
                     MimoServer.BeginStream(context);
@@ -182,7 +182,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             context.Items["usage"] = $"prompt={promptTokens} cached={cached} completion={completionTokens} stream";
             await MimoServer.WriteSse(context, null, "[DONE]").ConfigureAwait(false);
         }
-        catch (Exception ex) when (started && ex is not OperationCanceledException)
+        catch (Exception ex) when (context.Response.HasStarted && ex is not (OperationCanceledException or ApiException))
         {
             await MimoServer.WriteSse(context, null, ApiException.ErrorBody(ApiFlavor.OpenAI, 500, ex.Message).ToJsonString(MimoServer.Json)).ConfigureAwait(false);
         }
@@ -236,7 +236,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             for (int c = 0; c < n; c++)
             {
                 await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, Spec(c), server.Metrics, context.RequestAborted).GetAsyncEnumerator();
-                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI).ConfigureAwait(false);
+                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI, stream ? context : null, server.KeepAlive).ConfigureAwait(false);
                 if (stream && !started)
                 {
                     MimoServer.BeginStream(context);
@@ -304,7 +304,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             }
             await MimoServer.WriteSse(context, null, "[DONE]").ConfigureAwait(false);
         }
-        catch (Exception ex) when (started && ex is not OperationCanceledException)
+        catch (Exception ex) when (context.Response.HasStarted && ex is not (OperationCanceledException or ApiException))
         {
             await MimoServer.WriteSse(context, null, ApiException.ErrorBody(ApiFlavor.OpenAI, 500, ex.Message).ToJsonString(MimoServer.Json)).ConfigureAwait(false);
         }
