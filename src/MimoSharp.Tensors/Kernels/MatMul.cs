@@ -43,6 +43,8 @@ public static unsafe class MatMul
     [ThreadStatic] private static Job? t_job;
     [ThreadStatic] private static float* t_prescaled;
     [ThreadStatic] private static int t_prescaledLength;
+    [ThreadStatic] private static float* t_permuted;
+    [ThreadStatic] private static int t_permutedLength;
     [ThreadStatic] private static float* t_quantized; // int8 codes, as floats' storage (4 codes per float slot)
     [ThreadStatic] private static int t_quantizedLength;
     [ThreadStatic] private static float* t_quantScales;
@@ -94,6 +96,7 @@ public static unsafe class MatMul
             job.Isa = isa;
             job.Route = route;
             job.XPrescaled = null;
+            job.XPermuted = null;
             job.XCodes = null;
             job.XScales = null;
             job.XStride = weight.Cols;
@@ -102,6 +105,7 @@ public static unsafe class MatMul
                 // The calling thread's buffer, kept between calls: no allocation per product.
                 job.XPrescaled = PrescaleBuffer(weight.Cols);
                 VectorMath.ScaleInto(px, XPrescale, job.XPrescaled, weight.Cols, isa);
+                PermuteForPairs(job, weight, 1, isa);
             }
             else if (route == Route.FusedTokens)
             {
@@ -115,6 +119,10 @@ public static unsafe class MatMul
                 for (int t = 0; t < n; t++)
                 {
                     VectorMath.ScaleInto(px + (long)t * weight.Cols, factor, job.XPrescaled + (long)t * stride, weight.Cols, isa);
+                }
+                if (weight.DType == DType.F8E4M3)
+                {
+                    PermuteForPairs(job, weight, n, isa);
                 }
             }
             else if (route == Route.Integer)
@@ -210,7 +218,7 @@ public static unsafe class MatMul
     private sealed class Job : IParallelJob
     {
         public WeightMatrix? Weight;
-        public float* X, Y, XPrescaled, Scales, XScales;
+        public float* X, Y, XPrescaled, XPermuted, Scales, XScales;
         public sbyte* XCodes;
         public int N;
         /// <summary>Floats between consecutive tokens of XPrescaled on the multi-token route (Cols elsewhere).</summary>
@@ -283,7 +291,7 @@ public static unsafe class MatMul
                 switch (w.DType)
                 {
                     case DType.F8E4M3:
-                        if (Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r, ScanForNaN))
+                        if (Fp8Rows4<TVec, TW>(w, r, XPrescaled, XPermuted, Scales, Y + r, ScanForNaN))
                         {
                             SawNaN = true;
                         }
@@ -346,7 +354,7 @@ public static unsafe class MatMul
                         float* xt = x + (long)t * stride, yt = Y + (long)t * rows + r;
                         if (fp8)
                         {
-                            Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt, ScanForNaN);
+                            Fp8Rows4<TVec, TW>(w, r, xt, XPermuted + (long)t * stride, Scales, yt, ScanForNaN);
                         }
                         else
                         {
@@ -530,6 +538,58 @@ public static unsafe class MatMul
     /// <summary>The calling thread's buffer for the FP8 kernels' prescaled activations (and the multi-token kernels' padded copy of x).</summary>
     private static float* PrescaleBuffer(int length) => Grow(ref t_prescaled, ref t_prescaledLength, length);
 
+    /// <summary>
+    /// job.XPermuted: the n prescaled tokens of job.XPrescaled (at job.XStride) as the FP8 decode kernel's
+    /// pair loop reads them, in the calling thread's buffer; on Vector128 the pair order is the column order.
+    /// </summary>
+    private static void PermuteForPairs(Job job, WeightMatrix weight, int n, KernelIsa isa)
+    {
+        if (isa == KernelIsa.Vector128)
+        {
+            job.XPermuted = job.XPrescaled;
+            return;
+        }
+        int stride = job.XStride;
+        job.XPermuted = Grow(ref t_permuted, ref t_permutedLength, checked(n * stride));
+        for (int t = 0; t < n; t++)
+        {
+            float* src = job.XPrescaled + (long)t * stride, dst = job.XPermuted + (long)t * stride;
+            if (isa == KernelIsa.Vector512)
+            {
+                PermuteForPairs<Vector512<float>, Simd512>(src, dst, weight.Cols, weight.BlockCols);
+            }
+            else
+            {
+                PermuteForPairs<Vector256<float>, Simd256>(src, dst, weight.Cols, weight.BlockCols);
+            }
+        }
+    }
+
+    /// <summary>
+    /// dst = src with every whole step of 4 · Count columns of each block (the span the FP8 decode kernel's
+    /// pair loop covers) reordered as <see cref="ISimd{TVec}.Fp8PairCode"/> orders the codes; the rest copied.
+    /// </summary>
+    private static void PermuteForPairs<TVec, TW>(float* src, float* dst, int cols, int blockCols) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int pair = 2 * TW.Count, step = 4 * TW.Count;
+        for (int start = 0; start < cols; start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            int c = start;
+            for (; c + step <= end; c += step)
+            {
+                for (int i = 0; i < step; i++)
+                {
+                    dst[c + i] = src[c + i / pair * pair + TW.Fp8PairCode(i % pair)];
+                }
+            }
+            for (; c < end; c++)
+            {
+                dst[c] = src[c];
+            }
+        }
+    }
+
     /// <summary>The calling thread's buffer for dequantized rows.</summary>
     private static float* Scratch(int length) => Grow(ref t_scratch, ref t_scratchLength, length);
 
@@ -564,16 +624,18 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results. Per step, four vectors of each row
-    /// (two accumulators per row, so each multiply-add chain is two deep per step) decoded without the NaN
-    /// compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
+    /// Four FP8 rows r..r+3 against the prescaled x (<paramref name="xs"/>, and <paramref name="xp"/>: the
+    /// same permuted by <see cref="PermuteForPairs"/>); y[0..3] = results. Per step, two pairs of vectors of
+    /// each row (<see cref="ISimd{TVec}.Fp8Pair"/>, against xp; two accumulators per row, so each
+    /// multiply-add chain is two deep per step) decoded without the NaN compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
     /// codes, and a group holding one is recomputed with <paramref name="checkedDecode"/>: every vector
     /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN. Without
     /// <paramref name="scan"/> (a matrix known to hold no NaN code) the scan is left out. Returns whether
     /// the scan met a NaN code.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool scan, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
+    private static bool Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* xp, float* scales, float* y, bool scan, bool checkedDecode = false)
+        where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
@@ -619,29 +681,36 @@ public static unsafe class MatMul
                     seen = TW.Fp8NaNScan(p2 + c, seen);
                     seen = TW.Fp8NaNScan(p3 + c, seen);
                 }
-                var xv = TW.Load(xs + c);
-                b0 = TW.Fma(TW.Fp8Finite(p0 + c), xv, b0);
-                b1 = TW.Fma(TW.Fp8Finite(p1 + c), xv, b1);
-                b2 = TW.Fma(TW.Fp8Finite(p2 + c), xv, b2);
-                b3 = TW.Fma(TW.Fp8Finite(p3 + c), xv, b3);
-                int k = c + lanes;
-                xv = TW.Load(xs + k);
-                e0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, e0);
-                e1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, e1);
-                e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
-                e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
-                k += lanes;
-                xv = TW.Load(xs + k);
-                b0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, b0);
-                b1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, b1);
-                b2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, b2);
-                b3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, b3);
-                k += lanes;
-                xv = TW.Load(xs + k);
-                e0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, e0);
-                e1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, e1);
-                e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
-                e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
+                // Two pairs of vectors per row, against x permuted as the pair decode orders the codes.
+                var xa = TW.Load(xp + c);
+                var xb = TW.Load(xp + c + lanes);
+                TW.Fp8Pair(p0 + c, out var low, out var high);
+                b0 = TW.Fma(low, xa, b0);
+                e0 = TW.Fma(high, xb, e0);
+                TW.Fp8Pair(p1 + c, out low, out high);
+                b1 = TW.Fma(low, xa, b1);
+                e1 = TW.Fma(high, xb, e1);
+                TW.Fp8Pair(p2 + c, out low, out high);
+                b2 = TW.Fma(low, xa, b2);
+                e2 = TW.Fma(high, xb, e2);
+                TW.Fp8Pair(p3 + c, out low, out high);
+                b3 = TW.Fma(low, xa, b3);
+                e3 = TW.Fma(high, xb, e3);
+                int k = c + 2 * lanes;
+                xa = TW.Load(xp + k);
+                xb = TW.Load(xp + k + lanes);
+                TW.Fp8Pair(p0 + k, out low, out high);
+                b0 = TW.Fma(low, xa, b0);
+                e0 = TW.Fma(high, xb, e0);
+                TW.Fp8Pair(p1 + k, out low, out high);
+                b1 = TW.Fma(low, xa, b1);
+                e1 = TW.Fma(high, xb, e1);
+                TW.Fp8Pair(p2 + k, out low, out high);
+                b2 = TW.Fma(low, xa, b2);
+                e2 = TW.Fma(high, xb, e2);
+                TW.Fp8Pair(p3 + k, out low, out high);
+                b3 = TW.Fma(low, xa, b3);
+                e3 = TW.Fma(high, xb, e3);
             }
             // The block's ragged end (blocks narrower than a step, or not a multiple of one), or all of it when
             // checkedDecode: the checked decode.
@@ -676,7 +745,7 @@ public static unsafe class MatMul
         }
         if (scan && TW.Fp8SawNaN(seen))
         {
-            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, scan: false, checkedDecode: true);
+            Fp8Rows4<TVec, TW>(w, r, xs, xp, scales, y, scan: false, checkedDecode: true);
             return true;
         }
         (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
