@@ -76,11 +76,11 @@ internal sealed class AnthropicEndpoints(MimoServer server)
             ParseTools = prepared.ParseTools,
             StartInReasoning = PromptRenderer.OpensReasoning(prepared.Prompt),
             ParallelToolCalls = prepared.Parallel,
-            Constraint = OpenAIEndpoints.Constraint(host, null, prepared.ForcedTool, prepared.Input.Thinking),
+            Constraint = OpenAIEndpoints.Constraint(host, null, prepared.ForcedTool, prepared.Input.Tools, prepared.Input.Thinking, PromptRenderer.OpensReasoning(prepared.Prompt)),
         };
         string id = MimoServer.Id("msg_");
         await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, spec, server.Metrics, context.RequestAborted).GetAsyncEnumerator();
-        bool more = await MimoServer.FirstStep(steps, ApiFlavor.Anthropic).ConfigureAwait(false);
+        bool more = await MimoServer.FirstStep(steps, ApiFlavor.Anthropic, stream ? context : null, server.KeepAlive).ConfigureAwait(false);
         if (!stream)
         {
             var content = new JsonArray();

@@ -173,12 +173,12 @@ public sealed class MimoChatClient : IChatClient
         bool thinking = Thinking(options);
         string prompt = _host.Renderer.Render(rendered, parseTools ? tools : null, thinking);
         IReadOnlyList<int> ids = _host.Tokenizer.Encode(prompt);
-        ITokenConstraint? constraint = forcedTool is not null ? ForcedToolCall(forcedTool, tools!)
+        ITokenConstraint? constraint = forcedTool is not null ? OpenAIEndpoints.ForcedToolCall(_host, forcedTool, tools!)
             : ResponseSchema(options?.ResponseFormat) is JsonSchema schema ? new JsonSchemaConstraint(schema, _host.Tokenizer, _host.StopIds)
             : null;
         if (constraint is not null && thinking && _host.ThinkEndId is int thinkEnd)
         {
-            constraint = new AfterReasoningConstraint(constraint, thinkEnd);
+            constraint = new AfterReasoningConstraint(constraint, thinkEnd, _host.ThinkStartId, PromptRenderer.OpensReasoning(prompt));
         }
         var spec = new ChatRunSpec
         {
@@ -364,16 +364,6 @@ public sealed class MimoChatClient : IChatClient
     /// A forced call: the opening of MiMo's XML call (with the name when one tool is required). A function
     /// that takes no parameters has exactly one valid call, so all of it is forced, closing tag included.
     /// </summary>
-    private ForcedPrefixConstraint ForcedToolCall(string name, JsonArray tools)
-    {
-        string prefix = name.Length > 0 ? $"<tool_call>\n<function={name}>\n" : "<tool_call>\n<function=";
-        JsonNode? parameters = name.Length > 0 ? tools.First(t => ToolName(t) == name)!["function"]!["parameters"] : null;
-        if (parameters is JsonObject schema && schema["properties"] is not JsonObject { Count: > 0 })
-        {
-            prefix += "</function>\n</tool_call>";
-        }
-        return new ForcedPrefixConstraint(prefix, _host.Tokenizer);
-    }
 
     private static JsonSchema? ResponseSchema(ChatResponseFormat? format)
     {

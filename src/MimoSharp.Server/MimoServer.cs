@@ -49,6 +49,9 @@ public sealed class MimoServer : IAsyncDisposable
 
     public Uri BaseUrl => new($"http://{_options.Host}:{Port}/");
 
+    /// <summary>The keep-alive interval of streams waiting for their first token (<see cref="ServerOptions.KeepAliveInterval"/>).</summary>
+    internal TimeSpan KeepAlive => _options.KeepAliveInterval;
+
     /// <summary>Completes when the model has loaded (faults with the load error).</summary>
     public Task Ready { get; private set; } = Task.CompletedTask;
 
@@ -136,6 +139,11 @@ public sealed class MimoServer : IAsyncDisposable
             catch (ApiException ex) when (!context.Response.HasStarted)
             {
                 await WriteError(context, flavor, ex.Status, ex.Message, ex.Param).ConfigureAwait(false);
+            }
+            catch (ApiException ex) when (context.Response.ContentType == "text/event-stream" && !context.RequestAborted.IsCancellationRequested)
+            {
+                // Refused after keep-alives opened the stream: the error as an in-stream event, in the API's shape.
+                await WriteSse(context, flavor == ApiFlavor.Anthropic ? "error" : null, ApiException.ErrorBody(flavor, ex.Status, ex.Message, ex.Param).ToJsonString(Json)).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
@@ -316,9 +324,13 @@ public sealed class MimoServer : IAsyncDisposable
         await context.Response.WriteAsJsonAsync(new JsonObject { ["text"] = host.Tokenizer.Decode(ids) }).ConfigureAwait(false);
     }
 
-    /// <summary>Starts an SSE response.</summary>
+    /// <summary>Starts an SSE response (once: keep-alives may have started it already).</summary>
     internal static void BeginStream(HttpContext context)
     {
+        if (context.Response.HasStarted)
+        {
+            return;
+        }
         context.Response.StatusCode = 200;
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
@@ -341,11 +353,31 @@ public sealed class MimoServer : IAsyncDisposable
     /// The engine's first step, with the errors it raises before any output turned into API errors
     /// (400 for a request the context or the whole KV budget cannot hold, 429 / 529 when admission refuses it for now).
     /// </summary>
-    internal static async Task<bool> FirstStep(IAsyncEnumerator<ChatStep> steps, ApiFlavor flavor)
+    /// <remarks>
+    /// For a stream (<paramref name="stream"/> given): admission runs synchronously inside the first MoveNext, so a
+    /// step still pending after <paramref name="keepAlive"/> means the request was let in and is queued or in
+    /// prefill. The SSE stream opens then, and an SSE comment (": keepalive", which SSE clients skip) goes out
+    /// at each interval until the first token, so clients and proxies see a live connection during a long
+    /// prompt (Claude Code sends ~48 KB) instead of minutes of silence. An error after that is an in-stream event.
+    /// </remarks>
+    internal static async Task<bool> FirstStep(IAsyncEnumerator<ChatStep> steps, ApiFlavor flavor, HttpContext? stream = null, TimeSpan keepAlive = default)
     {
         try
         {
-            return await steps.MoveNextAsync().ConfigureAwait(false);
+            ValueTask<bool> first = steps.MoveNextAsync();
+            if (stream is null || keepAlive <= TimeSpan.Zero || first.IsCompleted)
+            {
+                return await first.ConfigureAwait(false);
+            }
+            Task<bool> pending = first.AsTask();
+            while (await Task.WhenAny(pending, Task.Delay(keepAlive)).ConfigureAwait(false) != pending
+                && !stream.RequestAborted.IsCancellationRequested) // a client gone: the engine sees the same token and ends the step
+            {
+                BeginStream(stream);
+                await stream.Response.WriteAsync(": keepalive\n\n", CancellationToken.None).ConfigureAwait(false);
+                await stream.Response.Body.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            return await pending.ConfigureAwait(false);
         }
         catch (EngineOverloadedException ex)
         {

@@ -35,6 +35,7 @@ public sealed class ModelHost : IDisposable
         }
         StopIds = stops;
         ThinkEndId = tokenizer.TokenToId("</think>");
+        ThinkStartId = tokenizer.TokenToId("<think>");
     }
 
     public MimoModel Model { get; }
@@ -71,6 +72,7 @@ public sealed class ModelHost : IDisposable
         return MaxOutputTokens is int cap ? Math.Min(cap, room) : room;
     }
     public int? ThinkEndId { get; }
+    public int? ThinkStartId { get; }
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
 
     /// <summary>Loads the model in <paramref name="options"/>.ModelDirectory.</summary>

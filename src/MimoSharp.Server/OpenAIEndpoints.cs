@@ -51,7 +51,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             StartInReasoning = opensReasoning,
             ParallelToolCalls = parallel,
             TopLogprobs = topLogprobs,
-            Constraint = Constraint(host, schema, forcedTool, thinking),
+            Constraint = Constraint(host, schema, forcedTool, tools, thinking, opensReasoning),
         };
 
         string id = MimoServer.Id("chatcmpl-");
@@ -145,7 +145,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             for (int c = 0; c < n; c++)
             {
                 await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, Spec(c), server.Metrics, context.RequestAborted).GetAsyncEnumerator();
-                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI).ConfigureAwait(false);
+                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI, context, server.KeepAlive).ConfigureAwait(false);
                 if (!started)
                 {
                     MimoServer.BeginStream(context);
@@ -182,7 +182,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             context.Items["usage"] = $"prompt={promptTokens} cached={cached} completion={completionTokens} stream";
             await MimoServer.WriteSse(context, null, "[DONE]").ConfigureAwait(false);
         }
-        catch (Exception ex) when (started && ex is not OperationCanceledException)
+        catch (Exception ex) when (context.Response.HasStarted && ex is not (OperationCanceledException or ApiException))
         {
             await MimoServer.WriteSse(context, null, ApiException.ErrorBody(ApiFlavor.OpenAI, 500, ex.Message).ToJsonString(MimoServer.Json)).ConfigureAwait(false);
         }
@@ -236,7 +236,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             for (int c = 0; c < n; c++)
             {
                 await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, Spec(c), server.Metrics, context.RequestAborted).GetAsyncEnumerator();
-                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI).ConfigureAwait(false);
+                bool more = await MimoServer.FirstStep(steps, ApiFlavor.OpenAI, stream ? context : null, server.KeepAlive).ConfigureAwait(false);
                 if (stream && !started)
                 {
                     MimoServer.BeginStream(context);
@@ -304,7 +304,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             }
             await MimoServer.WriteSse(context, null, "[DONE]").ConfigureAwait(false);
         }
-        catch (Exception ex) when (started && ex is not OperationCanceledException)
+        catch (Exception ex) when (context.Response.HasStarted && ex is not (OperationCanceledException or ApiException))
         {
             await MimoServer.WriteSse(context, null, ApiException.ErrorBody(ApiFlavor.OpenAI, 500, ex.Message).ToJsonString(MimoServer.Json)).ConfigureAwait(false);
         }
@@ -392,16 +392,44 @@ internal sealed class OpenAIEndpoints(MimoServer server)
     }
 
     /// <summary>The constraint a request decodes under: a forced tool call opening, or the response format's JSON grammar.</summary>
-    internal static ITokenConstraint? Constraint(ModelHost host, JsonSchema? schema, string? forcedTool, bool thinking)
+    internal static ITokenConstraint? Constraint(ModelHost host, JsonSchema? schema, string? forcedTool, JsonArray? tools, bool thinking, bool opensReasoning)
     {
         ITokenConstraint? inner = forcedTool is not null
-            ? new ForcedPrefixConstraint(forcedTool.Length > 0 ? $"<tool_call>\n<function={forcedTool}>\n" : "<tool_call>\n<function=", host.Tokenizer)
+            ? ForcedToolCall(host, forcedTool, tools ?? [])
             : schema is not null ? new JsonSchemaConstraint(schema, host.Tokenizer, host.StopIds) : null;
         if (inner is null)
         {
             return null;
         }
-        return thinking && host.ThinkEndId is int thinkEnd ? new AfterReasoningConstraint(inner, thinkEnd) : inner;
+        return thinking && host.ThinkEndId is int thinkEnd ? new AfterReasoningConstraint(inner, thinkEnd, host.ThinkStartId, opensReasoning) : inner;
+    }
+
+    /// <summary>
+    /// tool_choice required / named (Anthropic any / tool): the answer opens a MiMo tool call of <paramref name="forcedTool"/>
+    /// ("" = any of <paramref name="tools"/>, OpenAI-shaped): "&lt;tool_call&gt;\n&lt;function=NAME&gt;\n", one alternative per
+    /// allowed tool, so the name is always one of them; a tool without parameters gets its whole call.
+    /// </summary>
+    internal static ForcedPrefixConstraint ForcedToolCall(ModelHost host, string forcedTool, JsonArray tools)
+    {
+        var prefixes = new List<string>();
+        foreach (JsonNode? tool in tools)
+        {
+            if (tool?["function"] is not JsonObject function || function["name"]?.GetValue<string>() is not string name || (forcedTool.Length > 0 && name != forcedTool))
+            {
+                continue;
+            }
+            string prefix = $"<tool_call>\n<function={name}>\n";
+            if (function["parameters"] is JsonObject parameters && parameters["properties"] is not JsonObject { Count: > 0 })
+            {
+                prefix += "</function>\n</tool_call>";
+            }
+            prefixes.Add(prefix);
+        }
+        if (prefixes.Count == 0)
+        {
+            prefixes.Add(forcedTool.Length > 0 ? $"<tool_call>\n<function={forcedTool}>\n" : "<tool_call>\n<function=");
+        }
+        return new ForcedPrefixConstraint(prefixes, host.Tokenizer);
     }
 
     private static JsonSchema? ResponseFormat(JsonObject body)

@@ -24,6 +24,11 @@ public sealed record ServerOptions
     public int? Threads { get; init; }
     /// <summary>KV cache bytes the running sequences may reserve (admission refuses beyond it).</summary>
     public long KvBudgetBytes { get; init; } = 4L << 30;
+    /// <summary>
+    /// A stream whose first token takes longer than this (queued, or a long prompt in prefill) opens with SSE
+    /// keep-alive comments at this interval until the first token; zero or less: none.
+    /// </summary>
+    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>Where the one line per request goes (null: standard output).</summary>
     public TextWriter? Log { get; init; }
 }

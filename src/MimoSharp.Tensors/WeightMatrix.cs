@@ -188,6 +188,15 @@ public sealed unsafe class WeightMatrix
     /// <summary>The kernels' scales (FP8: times 2^20), or null for dense formats; valid while this matrix is alive.</summary>
     internal float* KernelScalePointer => _kernelScales;
 
+    /// <summary>
+    /// What the FP8 decode kernels have learnt of this matrix's NaN codes (0x7F / 0xFF):
+    /// <see cref="Fp8NaNCodes.Unknown"/> until a one-token product has scanned every row, then
+    /// <see cref="Fp8NaNCodes.None"/> (later products skip the scan) or <see cref="Fp8NaNCodes.Some"/>.
+    /// A weight matrix's codes are never written after it is built (checkpoint weights), which is what
+    /// makes the answer of one scan hold for every later product.
+    /// </summary>
+    internal Fp8NaNCodes NaNCodes { get; set; }
+
     /// <summary>The raw stored bytes of one row.</summary>
     public ReadOnlySpan<byte> RowBytes(int row)
     {
@@ -354,4 +363,12 @@ public sealed unsafe class WeightMatrix
             }
         }
     }
+}
+
+/// <summary>Whether an FP8 matrix holds NaN codes, as its first scanned product found (<see cref="WeightMatrix.NaNCodes"/>).</summary>
+internal enum Fp8NaNCodes
+{
+    Unknown,
+    None,
+    Some,
 }

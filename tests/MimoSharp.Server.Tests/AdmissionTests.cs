@@ -16,7 +16,7 @@ namespace MimoSharp.Server.Tests;
 /// <summary>A server with one sequence slot, no queue, and a KV budget that holds <see cref="BudgetPositions"/> positions per sequence.</summary>
 public sealed class LimitedServerFixture : ServerFixture
 {
-    public const int BudgetPositions = 300;
+    public const int BudgetPositions = 2000;
 
     protected override ServerOptions Configure(ServerOptions options)
     {
@@ -37,8 +37,8 @@ public sealed class AdmissionTests(LimitedServerFixture fixture) : IClassFixture
     [Fact]
     public async Task ARequestBeyondTheWholeKvBudgetIsA400NamingMaxTokensNotARetry()
     {
-        // 1000 tokens fit the context (4096) but not the KV budget (300 positions): waiting would never help.
-        var ex = await Assert.ThrowsAsync<ClientResultException>(() => OpenAI().CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { MaxOutputTokenCount = 1000 }));
+        // 3000 tokens fit the context (4096) but not the KV budget (2000 positions): waiting would never help.
+        var ex = await Assert.ThrowsAsync<ClientResultException>(() => OpenAI().CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { MaxOutputTokenCount = 3000 }));
         Assert.Equal(400, ex.Status);
         Assert.Contains("max_tokens", ex.Message);
         Assert.Contains("KV budget", ex.Message);
@@ -46,7 +46,7 @@ public sealed class AdmissionTests(LimitedServerFixture fixture) : IClassFixture
         var anthropic = await Assert.ThrowsAnyAsync<AnthropicApiException>(() => Anthropic().Messages.Create(new MessageCreateParams
         {
             Model = ServerFixture.ModelName,
-            MaxTokens = 1000,
+            MaxTokens = 3000,
             Messages = [new UserMessageParam("hi")],
         }));
         Assert.Equal(400, (int)anthropic.StatusCode);
@@ -70,7 +70,7 @@ public sealed class AdmissionTests(LimitedServerFixture fixture) : IClassFixture
         // One stream holds the only slot; the queue holds none.
         using var hold = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
         {
-            Content = new StringContent("""{"model":"tiny","prompt":"a","max_tokens":250,"ignore_eos":true,"stream":true}""", Encoding.UTF8, "application/json"),
+            Content = new StringContent("""{"model":"tiny","prompt":"a","max_tokens":1900,"ignore_eos":true,"stream":true}""", Encoding.UTF8, "application/json"),
         };
         using HttpResponseMessage held = await fixture.Http.SendAsync(hold, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(200, (int)held.StatusCode);

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using MimoSharp.Runtime.Constraints;
+using MimoSharp.Runtime.Generation;
 using MimoSharp.Tokenization;
 
 namespace MimoSharp.Server.Tests;
@@ -146,3 +147,113 @@ public sealed class JsonConstraintTests
         Assert.Contains(path, ex.Message);
     }
 }
+
+/// <summary>When the grammar of a constrained answer starts, around the reasoning: a recording inner constraint shows which tokens it saw.</summary>
+public sealed class AfterReasoningConstraintTests
+{
+    private const int ThinkStart = 7, ThinkEnd = 8;
+
+    /// <summary>Allows only token 3 (or anything once something was accepted) and records what it is told.</summary>
+    private sealed class Recording : ITokenConstraint
+    {
+        public List<int> Accepted { get; } = [];
+        public int Applied { get; private set; }
+
+        public void Apply(Span<float> logits)
+        {
+            Applied++;
+            for (int i = 0; i < logits.Length; i++)
+            {
+                if (i != 3)
+                {
+                    logits[i] = float.NegativeInfinity;
+                }
+            }
+        }
+
+        public void Accept(int token) => Accepted.Add(token);
+    }
+
+    private static float[] Apply(ITokenConstraint c)
+    {
+        var logits = new float[10];
+        c.Apply(logits);
+        return logits;
+    }
+
+    [Fact]
+    public void InsideAnOpenThinkBlockTheGrammarWaitsForItsEnd()
+    {
+        var inner = new Recording();
+        var c = new AfterReasoningConstraint(inner, ThinkEnd, ThinkStart, startsInReasoning: true);
+        Assert.All(Apply(c), v => Assert.Equal(0f, v)); // reasoning is free text
+        foreach (int t in new[] { 1, 2, ThinkEnd, 3, 4 })
+        {
+            c.Accept(t);
+        }
+        Assert.Equal([3, 4], inner.Accepted);
+        Assert.True(float.IsNegativeInfinity(Apply(c)[1]));
+    }
+
+    [Fact]
+    public void WithoutAnOpenThinkBlockTheFirstTokenIsThinkOrWhatTheGrammarAllows()
+    {
+        var inner = new Recording();
+        var c = new AfterReasoningConstraint(inner, ThinkEnd, ThinkStart, startsInReasoning: false);
+        float[] first = Apply(c);
+        Assert.Equal(0f, first[ThinkStart]); // may open a think block
+        Assert.Equal(0f, first[3]); // or start the answer
+        Assert.True(float.IsNegativeInfinity(first[1])); // but not free text
+        c.Accept(3);
+        c.Accept(5);
+        Assert.Equal([3, 5], inner.Accepted); // the grammar holds from the first token
+
+        var thinker = new Recording();
+        var t = new AfterReasoningConstraint(thinker, ThinkEnd, ThinkStart, startsInReasoning: false);
+        foreach (int token in new[] { ThinkStart, 1, 2, ThinkEnd, 3 })
+        {
+            t.Accept(token);
+        }
+        Assert.Equal([3], thinker.Accepted);
+    }
+}
+
+/// <summary>Forced tool-call openings: with several allowed tools the output starts with one of their openings, whichever tokens it picks.</summary>
+public sealed class ForcedPrefixConstraintTests
+{
+    [Fact]
+    public void RandomLogitsUnderTwoAlternativesAlwaysProduceOneOfThemAndBothOccur()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"mimosharp-prefix-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        ByteLevelTokenizerWriter.Write(dir, 300);
+        MimoTokenizer tokenizer = MimoTokenizer.Load(dir);
+        string[] openings = ["<tool_call>\n<function=alpha>\n", "<tool_call>\n<function=beta>\n"];
+        var seen = new HashSet<string>();
+        for (int seed = 0; seed < 24; seed++)
+        {
+            var constraint = new ForcedPrefixConstraint(openings, tokenizer);
+            var random = new Random(seed);
+            var logits = new float[tokenizer.VocabularySize];
+            var bytes = new List<byte>();
+            for (int step = 0; step < 40; step++)
+            {
+                for (int i = 0; i < logits.Length; i++)
+                {
+                    logits[i] = (float)random.NextDouble();
+                }
+                constraint.Apply(logits);
+                int best = Array.IndexOf(logits, logits.Max());
+                Assert.False(float.IsNegativeInfinity(logits[best]), "the mask left no token");
+                constraint.Accept(best);
+                bytes.AddRange(tokenizer.TokenBytes(best).ToArray());
+            }
+            string text = Encoding.UTF8.GetString(bytes.ToArray());
+            string? opening = openings.FirstOrDefault(text.StartsWith);
+            Assert.True(opening is not null, $"seed {seed}: {text[..Math.Min(text.Length, 40)]}");
+            seen.Add(opening!);
+        }
+        Assert.Equal(2, seen.Count);
+    }
+}
+

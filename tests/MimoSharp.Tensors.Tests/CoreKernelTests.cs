@@ -351,6 +351,50 @@ public sealed class CoreKernelTests
     }
 
     [Fact]
+    public void AFp8MatrixIsScannedForNaNCodesUntilOneProductFindsNoneAndTheAnswerIsKept()
+    {
+        // A clean matrix: the first one-token product scans and records None; later products skip the
+        // scan and give the same bits. A matrix with one NaN code records Some and keeps its NaN row.
+        const int rows = 12, cols = 300;
+        var random = new Random(5);
+        var clean = new NativeBuffer(rows * cols);
+        for (int i = 0; i < rows * cols; i++)
+        {
+            byte code = (byte)random.Next(256);
+            clean.AsSpan()[i] = (code & 0x7F) == 0x7F ? (byte)0x3F : code;
+        }
+        var dirty = new NativeBuffer(rows * cols);
+        clean.AsSpan().CopyTo(dirty.AsSpan());
+        dirty.AsSpan()[5 * cols + 140] = 0x7F;
+        using var pool = new WorkerPool(2);
+        float[] x = Enumerable.Range(0, cols).Select(i => MathF.Sin(i) * 0.1f).ToArray();
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            WeightMatrix w = WeightMatrix.Fp8(clean, 0, rows, cols, [0.5f, 0.25f, 0.125f], 128, 128);
+            WeightMatrix bad = WeightMatrix.Fp8(dirty, 0, rows, cols, [0.5f, 0.25f, 0.125f], 128, 128);
+            Assert.Equal(Fp8NaNCodes.Unknown, w.NaNCodes);
+            var first = new float[rows];
+            var second = new float[rows];
+            MatMul.Multiply(w, x, first, 1, pool, new KernelMode(isa));
+            Assert.Equal(isa == KernelIsa.Scalar ? Fp8NaNCodes.Unknown : Fp8NaNCodes.None, w.NaNCodes);
+            MatMul.Multiply(w, x, second, 1, pool, new KernelMode(isa));
+            Assert.Equal(first, second);
+            for (int pass = 0; pass < 2; pass++)
+            {
+                var y = new float[rows];
+                MatMul.Multiply(bad, x, y, 1, pool, new KernelMode(isa));
+                Assert.Equal(isa == KernelIsa.Scalar ? Fp8NaNCodes.Unknown : Fp8NaNCodes.Some, bad.NaNCodes);
+                for (int r = 0; r < rows; r++)
+                {
+                    // Rows 4..7 were recomputed by the checked decode (another summation order).
+                    Assert.True(r == 5 ? float.IsNaN(y[r]) : Math.Abs(y[r] - first[r]) <= 1e-5f * (1 + Math.Abs(first[r])),
+                        $"{isa} pass {pass} row {r}: {y[r]}, clean {first[r]}");
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void APathWiderThanTheMachineIsRefusedByName()
     {
         Assert.Contains(KernelIsa.Scalar, KernelIsas.Supported);

@@ -97,58 +97,105 @@ public sealed class JsonSchemaConstraint : ITokenConstraint
 
 /// <summary>
 /// Applies an inner constraint only after the model's reasoning ends (the <c>&lt;/think&gt;</c> token),
-/// so thinking stays free text and the answer follows the grammar.
+/// so thinking stays free text and the answer follows the grammar. When the prompt does not leave the model
+/// inside an open <c>&lt;think&gt;</c> (<paramref name="startsInReasoning"/> false), the model may still open one
+/// with its first token: that first token may be <c>&lt;think&gt;</c> (then the grammar waits for its end) or
+/// anything the grammar allows (then the grammar holds from that token on), never free text that skips both.
 /// </summary>
-public sealed class AfterReasoningConstraint(ITokenConstraint inner, int thinkEndId) : ITokenConstraint
+public sealed class AfterReasoningConstraint(ITokenConstraint inner, int thinkEndId, int? thinkStartId = null, bool startsInReasoning = true) : ITokenConstraint
 {
-    private bool _active;
+    private enum Phase { FirstToken, Reasoning, Answer }
+
+    private Phase _phase = startsInReasoning || thinkStartId is null ? Phase.Reasoning : Phase.FirstToken;
 
     public void Apply(Span<float> logits)
     {
-        if (_active)
+        switch (_phase)
         {
-            inner.Apply(logits);
+            case Phase.Answer:
+                inner.Apply(logits);
+                break;
+            case Phase.FirstToken:
+                // The grammar's first tokens, and <think>.
+                int start = thinkStartId!.Value;
+                float think = logits[start];
+                inner.Apply(logits);
+                logits[start] = think;
+                break;
         }
     }
 
     public void Accept(int token)
     {
-        if (_active)
+        switch (_phase)
         {
-            inner.Accept(token);
-        }
-        else if (token == thinkEndId)
-        {
-            _active = true;
+            case Phase.Answer:
+                inner.Accept(token);
+                break;
+            case Phase.FirstToken when token == thinkStartId:
+                _phase = Phase.Reasoning;
+                break;
+            case Phase.FirstToken:
+                _phase = Phase.Answer;
+                inner.Accept(token);
+                break;
+            case Phase.Reasoning when token == thinkEndId:
+                _phase = Phase.Answer;
+                break;
         }
     }
 }
 
-/// <summary>Forces the output to begin with fixed text (a tool call's opening for tool_choice required / named), then leaves it free.</summary>
+/// <summary>
+/// Forces the output to begin with one of a set of fixed texts (a tool call's opening for tool_choice required /
+/// named: one per allowed tool, so the function name is one of the request's tools), then leaves it free.
+/// </summary>
 public sealed class ForcedPrefixConstraint : ITokenConstraint
 {
     private readonly byte[][] _tokens;
-    private readonly byte[] _prefix;
-    private int _matched;
+    private readonly byte[][] _prefixes;
+    private readonly List<byte> _emitted = [];
+    private bool _done;
 
-    public ForcedPrefixConstraint(string prefix, MimoTokenizer tokenizer)
+    public ForcedPrefixConstraint(string prefix, MimoTokenizer tokenizer) : this([prefix], tokenizer)
     {
-        _prefix = Encoding.UTF8.GetBytes(prefix);
+    }
+
+    public ForcedPrefixConstraint(IReadOnlyList<string> prefixes, MimoTokenizer tokenizer)
+    {
+        if (prefixes.Count == 0)
+        {
+            throw new ArgumentException("at least one prefix is needed", nameof(prefixes));
+        }
+        _prefixes = prefixes.Select(Encoding.UTF8.GetBytes).ToArray();
         _tokens = Enumerable.Range(0, tokenizer.VocabularySize).Select(id => tokenizer.TokenBytes(id).ToArray()).ToArray();
     }
 
     public void Apply(Span<float> logits)
     {
-        if (_matched >= _prefix.Length)
+        if (_done)
         {
             return;
         }
-        ReadOnlySpan<byte> rest = _prefix.AsSpan(_matched);
+        ReadOnlySpan<byte> emitted = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_emitted);
         for (int id = 0; id < logits.Length; id++)
         {
             byte[] bytes = id < _tokens.Length ? _tokens[id] : [];
-            // A token may finish the prefix and go on, or cover part of it.
-            bool allowed = bytes.Length > 0 && (bytes.Length <= rest.Length ? rest.StartsWith(bytes) : bytes.AsSpan().StartsWith(rest));
+            bool allowed = false;
+            foreach (byte[] prefix in _prefixes)
+            {
+                if (!prefix.AsSpan().StartsWith(emitted))
+                {
+                    continue; // an alternative the output already left
+                }
+                // A token may finish the prefix and go on, or cover part of it.
+                ReadOnlySpan<byte> rest = prefix.AsSpan(emitted.Length);
+                if (bytes.Length > 0 && (bytes.Length <= rest.Length ? rest.StartsWith(bytes) : bytes.AsSpan().StartsWith(rest)))
+                {
+                    allowed = true;
+                    break;
+                }
+            }
             if (!allowed)
             {
                 logits[id] = float.NegativeInfinity;
@@ -158,9 +205,15 @@ public sealed class ForcedPrefixConstraint : ITokenConstraint
 
     public void Accept(int token)
     {
-        if ((uint)token < (uint)_tokens.Length)
+        if (_done || (uint)token >= (uint)_tokens.Length)
         {
-            _matched += _tokens[token].Length;
+            return;
+        }
+        _emitted.AddRange(_tokens[token]);
+        ReadOnlySpan<byte> emitted = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_emitted);
+        foreach (byte[] prefix in _prefixes)
+        {
+            _done |= emitted.StartsWith(prefix);
         }
     }
 }

@@ -43,6 +43,8 @@ public static unsafe class MatMul
     [ThreadStatic] private static Job? t_job;
     [ThreadStatic] private static float* t_prescaled;
     [ThreadStatic] private static int t_prescaledLength;
+    [ThreadStatic] private static float* t_permuted;
+    [ThreadStatic] private static int t_permutedLength;
     [ThreadStatic] private static float* t_quantized; // int8 codes, as floats' storage (4 codes per float slot)
     [ThreadStatic] private static int t_quantizedLength;
     [ThreadStatic] private static float* t_quantScales;
@@ -94,6 +96,7 @@ public static unsafe class MatMul
             job.Isa = isa;
             job.Route = route;
             job.XPrescaled = null;
+            job.XPermuted = null;
             job.XCodes = null;
             job.XScales = null;
             job.XStride = weight.Cols;
@@ -102,6 +105,7 @@ public static unsafe class MatMul
                 // The calling thread's buffer, kept between calls: no allocation per product.
                 job.XPrescaled = PrescaleBuffer(weight.Cols);
                 VectorMath.ScaleInto(px, XPrescale, job.XPrescaled, weight.Cols, isa);
+                PermuteForPairs(job, weight, 1, isa);
             }
             else if (route == Route.FusedTokens)
             {
@@ -116,6 +120,10 @@ public static unsafe class MatMul
                 {
                     VectorMath.ScaleInto(px + (long)t * weight.Cols, factor, job.XPrescaled + (long)t * stride, weight.Cols, isa);
                 }
+                if (weight.DType == DType.F8E4M3)
+                {
+                    PermuteForPairs(job, weight, n, isa);
+                }
             }
             else if (route == Route.Integer)
             {
@@ -127,6 +135,8 @@ public static unsafe class MatMul
                     QuantizeActivations(px + (long)t * weight.Cols, weight.Cols, job.XCodes + (long)t * groups * Group, job.XScales + t * groups, isa);
                 }
             }
+            job.ScanForNaN = weight.NaNCodes != Fp8NaNCodes.None;
+            job.SawNaN = false;
             try
             {
                 int rowGroups = (weight.Rows + RowGroup - 1) / RowGroup;
@@ -135,6 +145,11 @@ public static unsafe class MatMul
             finally
             {
                 job.Weight = null;
+            }
+            if (route == Route.Fused && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
+            {
+                // Every row group of the matrix was scanned (the ragged ends and tail rows decode checked).
+                weight.NaNCodes = job.SawNaN ? Fp8NaNCodes.Some : Fp8NaNCodes.None;
             }
         }
     }
@@ -203,13 +218,17 @@ public static unsafe class MatMul
     private sealed class Job : IParallelJob
     {
         public WeightMatrix? Weight;
-        public float* X, Y, XPrescaled, Scales, XScales;
+        public float* X, Y, XPrescaled, XPermuted, Scales, XScales;
         public sbyte* XCodes;
         public int N;
         /// <summary>Floats between consecutive tokens of XPrescaled on the multi-token route (Cols elsewhere).</summary>
         public int XStride;
         public Route Route;
         public KernelIsa Isa;
+        /// <summary>Whether the FP8 kernels scan for NaN codes (the matrix is not yet known to hold none).</summary>
+        public bool ScanForNaN;
+        /// <summary>Set (by any thread, only ever to true) when a scanned row group held a NaN code.</summary>
+        public bool SawNaN;
 
         public void Execute(int start, int end)
         {
@@ -271,7 +290,12 @@ public static unsafe class MatMul
             {
                 switch (w.DType)
                 {
-                    case DType.F8E4M3: Fp8Rows4<TVec, TW>(w, r, XPrescaled, Scales, Y + r); break;
+                    case DType.F8E4M3:
+                        if (Fp8Rows4<TVec, TW>(w, r, XPrescaled, XPermuted, Scales, Y + r, ScanForNaN))
+                        {
+                            SawNaN = true;
+                        }
+                        break;
                     case DType.I8: Q8Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
                     case DType.Q4: Q4Rows4<TVec, TW>(w, r, X, Scales, Y + r); break;
                     default: Bf16Rows4<TVec, TW>((ushort*)w.RowPointer(r), cols, X, Y + r); break;
@@ -330,7 +354,7 @@ public static unsafe class MatMul
                         float* xt = x + (long)t * stride, yt = Y + (long)t * rows + r;
                         if (fp8)
                         {
-                            Fp8Rows4<TVec, TW>(w, r, xt, Scales, yt);
+                            Fp8Rows4<TVec, TW>(w, r, xt, XPermuted + (long)t * stride, Scales, yt, ScanForNaN);
                         }
                         else
                         {
@@ -453,10 +477,12 @@ public static unsafe class MatMul
             int rowCount = rowEnd - rowStart;
             float* rows = FloatRows(w, rowStart, rowCount, Isa);
             int outStride = w.Rows;
-            // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 2 tokens with 16.
-            int tile = TW.WideRegisterFile ? 4 : 2;
+            // Tokens per register tile: 4 x 4 accumulators with 32 registers, 4 rows x 3 tokens with 16 (12
+            // accumulators, 3 token vectors and one weight vector: 16; 4 x 2 measured 5-15% slower per
+            // multiply-add in L1/L2 on AVX2, with VEX and with EVEX encodings).
+            int tile = TW.WideRegisterFile ? 4 : 3;
             // 4 x 4 tiles (32 registers) measured faster token tile by token tile over all rows (prefill
-            // 512, small preset, Vector512: 330 tok/s in 32-token blocks, 358 tile by tile); 4 x 2 tiles faster in blocks (230 -> 245).
+            // 512, small preset, Vector512: 330 tok/s in 32-token blocks, 358 tile by tile); 16-register tiles faster in blocks (230 -> 245).
             int block = TW.WideRegisterFile ? tile : Math.Max(tile, TokenBlockBytes / sizeof(float) / cols / tile * tile);
             for (int t0 = 0; t0 < N; t0 += block)
             {
@@ -476,7 +502,7 @@ public static unsafe class MatMul
                         }
                         else
                         {
-                            Dot4x2<TVec, TW>(r4, cols, xt, yt, outStride);
+                            Dot4x3<TVec, TW>(r4, cols, xt, yt, outStride);
                         }
                     }
                     for (; t < t1; t++)
@@ -512,6 +538,58 @@ public static unsafe class MatMul
     /// <summary>The calling thread's buffer for the FP8 kernels' prescaled activations (and the multi-token kernels' padded copy of x).</summary>
     private static float* PrescaleBuffer(int length) => Grow(ref t_prescaled, ref t_prescaledLength, length);
 
+    /// <summary>
+    /// job.XPermuted: the n prescaled tokens of job.XPrescaled (at job.XStride) as the FP8 decode kernel's
+    /// pair loop reads them, in the calling thread's buffer; on Vector128 the pair order is the column order.
+    /// </summary>
+    private static void PermuteForPairs(Job job, WeightMatrix weight, int n, KernelIsa isa)
+    {
+        if (isa == KernelIsa.Vector128)
+        {
+            job.XPermuted = job.XPrescaled;
+            return;
+        }
+        int stride = job.XStride;
+        job.XPermuted = Grow(ref t_permuted, ref t_permutedLength, checked(n * stride));
+        for (int t = 0; t < n; t++)
+        {
+            float* src = job.XPrescaled + (long)t * stride, dst = job.XPermuted + (long)t * stride;
+            if (isa == KernelIsa.Vector512)
+            {
+                PermuteForPairs<Vector512<float>, Simd512>(src, dst, weight.Cols, weight.BlockCols);
+            }
+            else
+            {
+                PermuteForPairs<Vector256<float>, Simd256>(src, dst, weight.Cols, weight.BlockCols);
+            }
+        }
+    }
+
+    /// <summary>
+    /// dst = src with every whole step of 4 · Count columns of each block (the span the FP8 decode kernel's
+    /// pair loop covers) reordered as <see cref="ISimd{TVec}.Fp8PairCode"/> orders the codes; the rest copied.
+    /// </summary>
+    private static void PermuteForPairs<TVec, TW>(float* src, float* dst, int cols, int blockCols) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int pair = 2 * TW.Count, step = 4 * TW.Count;
+        for (int start = 0; start < cols; start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            int c = start;
+            for (; c + step <= end; c += step)
+            {
+                for (int i = 0; i < step; i++)
+                {
+                    dst[c + i] = src[c + i / pair * pair + TW.Fp8PairCode(i % pair)];
+                }
+            }
+            for (; c < end; c++)
+            {
+                dst[c] = src[c];
+            }
+        }
+    }
+
     /// <summary>The calling thread's buffer for dequantized rows.</summary>
     private static float* Scratch(int length) => Grow(ref t_scratch, ref t_scratchLength, length);
 
@@ -546,14 +624,18 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// Four FP8 rows r..r+3 against the prescaled x; y[0..3] = results. Per step, four vectors of each row
-    /// (two accumulators per row, so each multiply-add chain is two deep per step) decoded without the NaN
-    /// compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
+    /// Four FP8 rows r..r+3 against the prescaled x (<paramref name="xs"/>, and <paramref name="xp"/>: the
+    /// same permuted by <see cref="PermuteForPairs"/>); y[0..3] = results. Per step, two pairs of vectors of
+    /// each row (<see cref="ISimd{TVec}.Fp8Pair"/>, against xp; two accumulators per row, so each
+    /// multiply-add chain is two deep per step) decoded without the NaN compare: the step's code bytes are scanned for NaN codes instead, one byte-wise max per 4 · lanes
     /// codes, and a group holding one is recomputed with <paramref name="checkedDecode"/>: every vector
-    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN.
+    /// through the NaN-checked decode of the ragged-end loop, so its NaN rows come out NaN. Without
+    /// <paramref name="scan"/> (a matrix known to hold no NaN code) the scan is left out. Returns whether
+    /// the scan met a NaN code.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* scales, float* y, bool checkedDecode = false) where TVec : struct where TW : struct, ISimd<TVec>
+    private static bool Fp8Rows4<TVec, TW>(WeightMatrix w, int r, float* xs, float* xp, float* scales, float* y, bool scan, bool checkedDecode = false)
+        where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
         byte* p0 = w.RowPointer(r);
@@ -592,33 +674,43 @@ public static unsafe class MatMul
                     PrefetchNext(next + 4 * c + 128);
                     PrefetchNext(next + 4 * c + 192);
                 }
-                seen = TW.Fp8NaNScan(p0 + c, seen);
-                seen = TW.Fp8NaNScan(p1 + c, seen);
-                seen = TW.Fp8NaNScan(p2 + c, seen);
-                seen = TW.Fp8NaNScan(p3 + c, seen);
-                var xv = TW.Load(xs + c);
-                b0 = TW.Fma(TW.Fp8Finite(p0 + c), xv, b0);
-                b1 = TW.Fma(TW.Fp8Finite(p1 + c), xv, b1);
-                b2 = TW.Fma(TW.Fp8Finite(p2 + c), xv, b2);
-                b3 = TW.Fma(TW.Fp8Finite(p3 + c), xv, b3);
-                int k = c + lanes;
-                xv = TW.Load(xs + k);
-                e0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, e0);
-                e1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, e1);
-                e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
-                e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
-                k += lanes;
-                xv = TW.Load(xs + k);
-                b0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, b0);
-                b1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, b1);
-                b2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, b2);
-                b3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, b3);
-                k += lanes;
-                xv = TW.Load(xs + k);
-                e0 = TW.Fma(TW.Fp8Finite(p0 + k), xv, e0);
-                e1 = TW.Fma(TW.Fp8Finite(p1 + k), xv, e1);
-                e2 = TW.Fma(TW.Fp8Finite(p2 + k), xv, e2);
-                e3 = TW.Fma(TW.Fp8Finite(p3 + k), xv, e3);
+                if (scan)
+                {
+                    seen = TW.Fp8NaNScan(p0 + c, seen);
+                    seen = TW.Fp8NaNScan(p1 + c, seen);
+                    seen = TW.Fp8NaNScan(p2 + c, seen);
+                    seen = TW.Fp8NaNScan(p3 + c, seen);
+                }
+                // Two pairs of vectors per row, against x permuted as the pair decode orders the codes.
+                var xa = TW.Load(xp + c);
+                var xb = TW.Load(xp + c + lanes);
+                TW.Fp8Pair(p0 + c, out var low, out var high);
+                b0 = TW.Fma(low, xa, b0);
+                e0 = TW.Fma(high, xb, e0);
+                TW.Fp8Pair(p1 + c, out low, out high);
+                b1 = TW.Fma(low, xa, b1);
+                e1 = TW.Fma(high, xb, e1);
+                TW.Fp8Pair(p2 + c, out low, out high);
+                b2 = TW.Fma(low, xa, b2);
+                e2 = TW.Fma(high, xb, e2);
+                TW.Fp8Pair(p3 + c, out low, out high);
+                b3 = TW.Fma(low, xa, b3);
+                e3 = TW.Fma(high, xb, e3);
+                int k = c + 2 * lanes;
+                xa = TW.Load(xp + k);
+                xb = TW.Load(xp + k + lanes);
+                TW.Fp8Pair(p0 + k, out low, out high);
+                b0 = TW.Fma(low, xa, b0);
+                e0 = TW.Fma(high, xb, e0);
+                TW.Fp8Pair(p1 + k, out low, out high);
+                b1 = TW.Fma(low, xa, b1);
+                e1 = TW.Fma(high, xb, e1);
+                TW.Fp8Pair(p2 + k, out low, out high);
+                b2 = TW.Fma(low, xa, b2);
+                e2 = TW.Fma(high, xb, e2);
+                TW.Fp8Pair(p3 + k, out low, out high);
+                b3 = TW.Fma(low, xa, b3);
+                e3 = TW.Fma(high, xb, e3);
             }
             // The block's ragged end (blocks narrower than a step, or not a multiple of one), or all of it when
             // checkedDecode: the checked decode.
@@ -651,12 +743,13 @@ public static unsafe class MatMul
             acc2 = TW.Fma(TW.Add(b2, e2), TW.Splat(s2[b]), acc2);
             acc3 = TW.Fma(TW.Add(b3, e3), TW.Splat(s3[b]), acc3);
         }
-        if (TW.Fp8SawNaN(seen))
+        if (scan && TW.Fp8SawNaN(seen))
         {
-            Fp8Rows4<TVec, TW>(w, r, xs, scales, y, checkedDecode: true);
-            return;
+            Fp8Rows4<TVec, TW>(w, r, xs, xp, scales, y, scan: false, checkedDecode: true);
+            return true;
         }
         (TW.Sum4(acc0, acc1, acc2, acc3) + Vector128.Create(tail0, tail1, tail2, tail3)).Store(y);
+        return false;
     }
 
     /// <summary>
@@ -1071,10 +1164,11 @@ public static unsafe class MatMul
         int c = 0;
         for (; c + TW.Count <= cols; c += TW.Count)
         {
+            // Fetch the next row group (4 · cols values) at four times the pace of c, one line per 64 bytes
+            // consumed (8 · lanes bytes per step), as for FP8: every width.
+            PrefetchNext((byte*)(p0 + 4 * cols + 4 * c));
             if (TW.Count == 16)
             {
-                // Fetch the next row group (4 · cols values, two lines per 128 bytes consumed), as for FP8.
-                PrefetchNext((byte*)(p0 + 4 * cols + 4 * c));
                 PrefetchNext((byte*)(p0 + 4 * cols + 4 * c + 32));
             }
             var xv = TW.Load(x + c);
@@ -1217,29 +1311,37 @@ public static unsafe class MatMul
         DotTail(r0, cols, x0, y, yStride, c, 4);
     }
 
-    /// <summary>Four float rows against two tokens: 8 accumulators (16-register machines: AVX2, SSE).</summary>
+    /// <summary>
+    /// Four float rows against three tokens: 12 accumulators (16-register machines: AVX2, SSE). The
+    /// token vectors are loaded once per step and each weight vector streams through them.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4x2<TVec, TW>(float* r0, int cols, float* x0, float* y, int yStride) where TVec : struct where TW : struct, ISimd<TVec>
+    private static void Dot4x3<TVec, TW>(float* r0, int cols, float* x0, float* y, int yStride) where TVec : struct where TW : struct, ISimd<TVec>
     {
         float* r1 = r0 + cols, r2 = r1 + cols, r3 = r2 + cols;
-        float* x1 = x0 + cols;
+        float* x1 = x0 + cols, x2 = x1 + cols;
         TVec a00 = TW.Zero, a01 = TW.Zero, a02 = TW.Zero, a03 = TW.Zero;
         TVec a10 = TW.Zero, a11 = TW.Zero, a12 = TW.Zero, a13 = TW.Zero;
+        TVec a20 = TW.Zero, a21 = TW.Zero, a22 = TW.Zero, a23 = TW.Zero;
         int c = 0;
         for (; c + TW.Count <= cols; c += TW.Count)
         {
-            var w0 = TW.Load(r0 + c);
-            var w1 = TW.Load(r1 + c);
-            var w2 = TW.Load(r2 + c);
-            var w3 = TW.Load(r3 + c);
-            var v = TW.Load(x0 + c);
-            a00 = TW.Fma(w0, v, a00); a01 = TW.Fma(w1, v, a01); a02 = TW.Fma(w2, v, a02); a03 = TW.Fma(w3, v, a03);
-            v = TW.Load(x1 + c);
-            a10 = TW.Fma(w0, v, a10); a11 = TW.Fma(w1, v, a11); a12 = TW.Fma(w2, v, a12); a13 = TW.Fma(w3, v, a13);
+            var v0 = TW.Load(x0 + c);
+            var v1 = TW.Load(x1 + c);
+            var v2 = TW.Load(x2 + c);
+            var w = TW.Load(r0 + c);
+            a00 = TW.Fma(w, v0, a00); a10 = TW.Fma(w, v1, a10); a20 = TW.Fma(w, v2, a20);
+            w = TW.Load(r1 + c);
+            a01 = TW.Fma(w, v0, a01); a11 = TW.Fma(w, v1, a11); a21 = TW.Fma(w, v2, a21);
+            w = TW.Load(r2 + c);
+            a02 = TW.Fma(w, v0, a02); a12 = TW.Fma(w, v1, a12); a22 = TW.Fma(w, v2, a22);
+            w = TW.Load(r3 + c);
+            a03 = TW.Fma(w, v0, a03); a13 = TW.Fma(w, v1, a13); a23 = TW.Fma(w, v2, a23);
         }
         TW.Sum4(a00, a01, a02, a03).Store(y);
         TW.Sum4(a10, a11, a12, a13).Store(y + yStride);
-        DotTail(r0, cols, x0, y, yStride, c, 2);
+        TW.Sum4(a20, a21, a22, a23).Store(y + 2 * yStride);
+        DotTail(r0, cols, x0, y, yStride, c, 3);
     }
 
     /// <summary>Adds columns c.. of four rows against <paramref name="tokens"/> tokens to y (the tiles' ragged tail).</summary>

@@ -44,10 +44,17 @@ internal unsafe interface ISimd<TVec> where TVec : struct
     /// <summary>Count FP8 E4M3 codes as floats of value decode(b) · 2^-120 (see <see cref="MatMul"/>); NaN codes give NaN.</summary>
     static abstract TVec Fp8(byte* p);
     /// <summary>
-    /// As <see cref="Fp8"/> without the NaN compare (NaN codes land on ±480 · 2^-120): for kernels that
-    /// find NaN codes by <see cref="Fp8NaNScan"/> over whole bytes instead, four vectors' codes at once.
+    /// 2 · Count FP8 codes as <see cref="Fp8"/> without the NaN compare (NaN codes land on ±480 · 2^-120),
+    /// in the order of <see cref="Fp8PairCode"/>: for kernels that find NaN codes by <see cref="Fp8NaNScan"/>
+    /// over whole bytes instead, and read x permuted to match. On x86 the codes are sign-extended to 16
+    /// bits, shifted and masked 16 at a time, then unpacked into the high halves of 32-bit lanes (in-lane,
+    /// hence the order): 5 instructions per 2 · Count weights instead of 6.
     /// </summary>
+    static abstract void Fp8Pair(byte* p, out TVec low, out TVec high);
+    /// <summary>Count codes as <see cref="Fp8"/> without the NaN compare, in column order (the multi-token kernels, which scan for NaN codes).</summary>
     static abstract TVec Fp8Finite(byte* p);
+    /// <summary>Which of the 2 · Count codes at p element i of <see cref="Fp8Pair"/>'s (low, high) holds (i &lt; Count: low).</summary>
+    static abstract int Fp8PairCode(int i);
     /// <summary>
     /// <paramref name="seen"/> folded with the 4 · Count codes at p by byte-wise max of (code | 0x80): a byte
     /// of 0xFF marks a NaN code (0x7F, 0xFF). Start from <see cref="Zero"/>; test with <see cref="Fp8SawNaN"/>.
@@ -94,6 +101,18 @@ internal static class SimdConstants
     /// <summary>The masked bits of the NaN codes 0x7F / 0xFF (with the sign bit forced on).</summary>
     public const int Fp8NaNBits = unchecked((int)0x87F00000);
     public const int SignBit = unchecked((int)0x80000000);
+    /// <summary>The high half of <see cref="Fp8Mask"/>: the same bits of a code sign-extended to 16 bits and shifted left 4.</summary>
+    public const short Fp8WordMask = unchecked((short)0x87F0);
+
+    /// <summary>
+    /// The code behind element i of (low, high) when 2 · <paramref name="lanes"/> codes are widened to 16
+    /// bits and unpacked into 32-bit lanes per 128-bit lane: low holds codes 8L..8L+3 of lane L, high 8L+4..8L+7.
+    /// </summary>
+    public static int UnpackedCode(int i, int lanes)
+    {
+        int half = i / lanes, e = i % lanes;
+        return 8 * (e / 4) + 4 * half + e % 4;
+    }
 }
 
 internal unsafe struct Simd512 : ISimd<Vector512<float>>
@@ -127,6 +146,16 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
         var nan = Vector512.Equals(bits | Vector512.Create(SimdConstants.SignBit), Vector512.Create(SimdConstants.Fp8NaNBits));
         return (bits | nan).AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fp8Pair(byte* p, out Vector512<float> low, out Vector512<float> high)
+    {
+        var words = Vector512.ShiftLeft(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)p)), 4) & Vector512.Create(SimdConstants.Fp8WordMask);
+        low = Avx512BW.UnpackLow(Vector512<short>.Zero, words).AsSingle();
+        high = Avx512BW.UnpackHigh(Vector512<short>.Zero, words).AsSingle();
+    }
+
+    public static int Fp8PairCode(int i) => SimdConstants.UnpackedCode(i, 16);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Fp8Finite(byte* p) =>
@@ -189,6 +218,16 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>, IInt8Dot<Vector256<flo
         var nan = Vector256.Equals(bits | Vector256.Create(SimdConstants.SignBit), Vector256.Create(SimdConstants.Fp8NaNBits));
         return (bits | nan).AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fp8Pair(byte* p, out Vector256<float> low, out Vector256<float> high)
+    {
+        var words = Vector256.ShiftLeft(Avx2.ConvertToVector256Int16((sbyte*)p), 4) & Vector256.Create(SimdConstants.Fp8WordMask);
+        low = Avx2.UnpackLow(Vector256<short>.Zero, words).AsSingle();
+        high = Avx2.UnpackHigh(Vector256<short>.Zero, words).AsSingle();
+    }
+
+    public static int Fp8PairCode(int i) => SimdConstants.UnpackedCode(i, 8);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Fp8Finite(byte* p) =>
@@ -314,6 +353,24 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>, IInt8Dot<Vector128<flo
         var nan = Vector128.Equals(bits | Vector128.Create(SimdConstants.SignBit), Vector128.Create(SimdConstants.Fp8NaNBits));
         return (bits | nan).AsSingle();
     }
+
+    /// <summary>SSE4.1: pmovsxbw, shift, mask, unpack (codes in order); elsewhere two widenings of 4 codes each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fp8Pair(byte* p, out Vector128<float> low, out Vector128<float> high)
+    {
+        if (Sse41.IsSupported)
+        {
+            var words = Vector128.ShiftLeft(Sse41.ConvertToVector128Int16((sbyte*)p), 4) & Vector128.Create(SimdConstants.Fp8WordMask);
+            low = Sse2.UnpackLow(Vector128<short>.Zero, words).AsSingle();
+            high = Sse2.UnpackHigh(Vector128<short>.Zero, words).AsSingle();
+            return;
+        }
+        var mask = Vector128.Create(SimdConstants.Fp8Mask);
+        low = (Vector128.ShiftLeft(WidenSBytes((sbyte*)p), 20) & mask).AsSingle();
+        high = (Vector128.ShiftLeft(WidenSBytes((sbyte*)p + 4), 20) & mask).AsSingle();
+    }
+
+    public static int Fp8PairCode(int i) => i;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Fp8Finite(byte* p) =>
