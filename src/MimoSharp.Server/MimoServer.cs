@@ -57,7 +57,11 @@ public sealed class MimoServer : IAsyncDisposable
 
     public ModelHost? Host => _host;
 
-    public static async Task<MimoServer> StartAsync(ServerOptions options, CancellationToken cancellationToken = default)
+    public static Task<MimoServer> StartAsync(ServerOptions options, CancellationToken cancellationToken = default) =>
+        StartAsync(options, () => ModelHost.Load(options), cancellationToken);
+
+    /// <summary>Starts the server on a host that <paramref name="load"/> makes (tests: a scripted engine).</summary>
+    internal static async Task<MimoServer> StartAsync(ServerOptions options, Func<ModelHost> load, CancellationToken cancellationToken = default)
     {
         if (!IPAddress.TryParse(options.Host, out IPAddress? address) && options.Host != "localhost")
         {
@@ -89,7 +93,7 @@ public sealed class MimoServer : IAsyncDisposable
         {
             try
             {
-                ModelHost host = ModelHost.Load(options);
+                ModelHost host = load();
                 server.Metrics = new ServerMetrics(host.Engine);
                 server._host = host;
             }

@@ -75,6 +75,10 @@ public sealed class ModelHost : IDisposable
     public int? ThinkStartId { get; }
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
 
+    /// <summary>A host over a given engine (tests drive the server with scripted engines over a real model and tokenizer).</summary>
+    internal static ModelHost Create(MimoModel model, MimoTokenizer tokenizer, IGenerationEngine engine, string name, int context) =>
+        new(model, tokenizer, engine, name, context, null, SamplingPresets.Get("general") with { Temperature = 0f }, 0);
+
     /// <summary>Loads the model in <paramref name="options"/>.ModelDirectory.</summary>
     public static ModelHost Load(ServerOptions options)
     {
