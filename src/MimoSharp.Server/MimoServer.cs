@@ -218,9 +218,13 @@ public sealed class MimoServer : IAsyncDisposable
     private static bool Authorized(HttpRequest request, string key)
     {
         string auth = request.Headers.Authorization.ToString();
-        return (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && auth[7..].Trim() == key)
-            || request.Headers["x-api-key"].ToString() == key;
+        return (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && SameKey(auth[7..].Trim(), key))
+            || SameKey(request.Headers["x-api-key"].ToString(), key);
     }
+
+    /// <summary>Compares in time that does not depend on where the strings differ (no timing oracle for the key).</summary>
+    private static bool SameKey(string given, string key) =>
+        System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(key));
 
     internal ModelHost RequireHost() => _host ?? throw new ApiException(503,
         _loadError is null ? "the model is still loading; retry when GET /health answers 200" : $"the model failed to load: {_loadError}");

@@ -116,6 +116,23 @@ public sealed class MimoChatClientTests(ChatClientFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task PenaltiesTopKAndTopPReachTheSampler()
+    {
+        // Greedy on a random model repeats itself; penalties that reach the sampler break the repetition.
+        string greedy = (await fixture.Client.GetResponseAsync(User("Repeat after me"), new ChatOptions { MaxOutputTokens = 32 })).Text;
+        string presence = (await fixture.Client.GetResponseAsync(User("Repeat after me"), new ChatOptions { MaxOutputTokens = 32, PresencePenalty = 2f })).Text;
+        string frequency = (await fixture.Client.GetResponseAsync(User("Repeat after me"), new ChatOptions { MaxOutputTokens = 32, FrequencyPenalty = 2f })).Text;
+        Assert.NotEqual(greedy, presence);
+        Assert.NotEqual(greedy, frequency);
+        // At temperature 2 the answer leaves greedy; TopK 1, or TopP 1e-6, keeps only the top token, so it is greedy again.
+        async Task<string> Hot(int? topK = null, float? topP = null) => (await fixture.Client.GetResponseAsync(User("Repeat after me"),
+            new ChatOptions { MaxOutputTokens = 32, Temperature = 2f, Seed = 3, TopK = topK, TopP = topP })).Text;
+        Assert.NotEqual(greedy, await Hot());
+        Assert.Equal(greedy, await Hot(topK: 1));
+        Assert.Equal(greedy, await Hot(topP: 1e-6f));
+    }
+
+    [Fact]
     public void ToolDeclarationsReachThePrompt()
     {
         AIFunction weather = AIFunctionFactory.Create((string city, int days) => $"sunny in {city}", "get_weather", "Weather forecast of a city");
