@@ -316,7 +316,8 @@ public static unsafe class MatMul
         /// <summary>
         /// n tokens against rows [rowStart, rowEnd): per group of four rows, eight tokens at once through the
         /// 2-row × 8-token kernels on 32-register machines, else tokens four at a time through the 2-row ×
-        /// 4-token kernels (each weight vector decoded once for those tokens, all accumulators in registers), a remainder of two or three tokens through the 2- or 3-token instances of the
+        /// 4-token kernels (each weight vector decoded once for those tokens, all accumulators in registers), a remainder
+        /// of two FP8 tokens on 32-register machines through the 4-row × 2-token kernel, else a remainder of two or three tokens through the 2- or 3-token instances of the
         /// same kernels, and a last lone token through the one-token four-row kernel (the group's
         /// 4 × cols weights stay in L1 between calls). Continuous batching's MoE steps give each expert
         /// one to three rows: before the 2- and 3-token instances, those ran token by token, decoding
@@ -346,6 +347,9 @@ public static unsafe class MatMul
                 {
                     case 3:
                         RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
+                        break;
+                    case 2 when fp8 && TW.WideRegisterFile:
+                        Fp8Rows4Tokens2<TVec, TW>(w, r, x + (long)t * stride, stride, Scales, rows, Y + (long)t * rows + r);
                         break;
                     case 2:
                         RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
@@ -832,6 +836,123 @@ public static unsafe class MatMul
         {
             StoreRows2(TW.Sum4(a04, a05, a06, a07) + tail0High, TW.Sum4(a14, a15, a16, a17) + tail1High, y, rows, 4, n);
         }
+    }
+
+    /// <summary>
+    /// Four FP8 rows r..r+3 against two prescaled token vectors xs [2, xStride] (32-register machines):
+    /// y[t · rows + j]. As <see cref="Fp8Rows4{TVec, TW}"/> with a second token: per block, one unscaled
+    /// accumulator per (row, token), scaled once at the block's end, so a decoded weight vector costs two
+    /// multiply-adds and no multiply, and each token vector is loaded once for four rows (the 2-row kernel
+    /// multiplies every decoded vector by its scale and loads x per two rows). Two tokens are the most
+    /// common expert batch of an 8-stream MoE step after one. NaN codes as in <see cref="Fp8Rows4{TVec, TW}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Fp8Rows4Tokens2<TVec, TW>(WeightMatrix w, int r, float* xs, int xStride, float* scales, int rows, float* y, bool checkedDecode = false)
+        where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
+        byte* p0 = w.RowPointer(r);
+        byte* p1 = p0 + cols, p2 = p1 + cols, p3 = p2 + cols;
+        byte* next = p0 + 4 * cols; // the next row group, fetched at four times the pace of c (four rows consumed)
+        float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
+        float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
+        float* x1 = xs + xStride;
+        var acc00 = TW.Zero; var acc01 = TW.Zero; var acc10 = TW.Zero; var acc11 = TW.Zero;
+        var acc20 = TW.Zero; var acc21 = TW.Zero; var acc30 = TW.Zero; var acc31 = TW.Zero;
+        var seen = TW.Zero;
+        Vector128<float> tail0 = default, tail1 = default; // rows 0..3 of token 0 and of token 1: the blocks' scalar ends
+        for (int b = 0, start = 0; start < cols; b++, start += blockCols)
+        {
+            int end = Math.Min(start + blockCols, cols);
+            var b00 = TW.Zero; var b01 = TW.Zero; var b10 = TW.Zero; var b11 = TW.Zero;
+            var b20 = TW.Zero; var b21 = TW.Zero; var b30 = TW.Zero; var b31 = TW.Zero;
+            int c = start;
+            for (; !checkedDecode && c + step <= end; c += step)
+            {
+                // 4 · step bytes consumed: one line per 64.
+                PrefetchNext(next + 4 * c);
+                if (lanes >= 8)
+                {
+                    PrefetchNext(next + 4 * c + 64);
+                }
+                if (lanes >= 16)
+                {
+                    PrefetchNext(next + 4 * c + 128);
+                    PrefetchNext(next + 4 * c + 192);
+                }
+                seen = TW.Fp8NaNScan(p0 + c, seen);
+                seen = TW.Fp8NaNScan(p1 + c, seen);
+                seen = TW.Fp8NaNScan(p2 + c, seen);
+                seen = TW.Fp8NaNScan(p3 + c, seen);
+                for (int k = c; k < c + step; k += lanes)
+                {
+                    var xa = TW.Load(xs + k);
+                    var xb = TW.Load(x1 + k);
+                    var d = TW.Fp8Finite(p0 + k);
+                    b00 = TW.Fma(d, xa, b00);
+                    b01 = TW.Fma(d, xb, b01);
+                    d = TW.Fp8Finite(p1 + k);
+                    b10 = TW.Fma(d, xa, b10);
+                    b11 = TW.Fma(d, xb, b11);
+                    d = TW.Fp8Finite(p2 + k);
+                    b20 = TW.Fma(d, xa, b20);
+                    b21 = TW.Fma(d, xb, b21);
+                    d = TW.Fp8Finite(p3 + k);
+                    b30 = TW.Fma(d, xa, b30);
+                    b31 = TW.Fma(d, xb, b31);
+                }
+            }
+            // The block's ragged end (or all of it when checkedDecode): the checked decode.
+            for (; c + lanes <= end; c += lanes)
+            {
+                var xa = TW.Load(xs + c);
+                var xb = TW.Load(x1 + c);
+                var d = TW.Fp8(p0 + c);
+                b00 = TW.Fma(d, xa, b00);
+                b01 = TW.Fma(d, xb, b01);
+                d = TW.Fp8(p1 + c);
+                b10 = TW.Fma(d, xa, b10);
+                b11 = TW.Fma(d, xb, b11);
+                d = TW.Fp8(p2 + c);
+                b20 = TW.Fma(d, xa, b20);
+                b21 = TW.Fma(d, xb, b21);
+                d = TW.Fp8(p3 + c);
+                b30 = TW.Fma(d, xa, b30);
+                b31 = TW.Fma(d, xb, b31);
+            }
+            if (c < end)
+            {
+                Vector128<float> t0 = default, t1 = default;
+                for (; c < end; c++)
+                {
+                    var codes = Vector128.Create(DecodeFp8Scalar(p0[c]), DecodeFp8Scalar(p1[c]), DecodeFp8Scalar(p2[c]), DecodeFp8Scalar(p3[c]));
+                    t0 += codes * Vector128.Create(xs[c]);
+                    t1 += codes * Vector128.Create(x1[c]);
+                }
+                var blockScales = Vector128.Create(s0[b], s1[b], s2[b], s3[b]);
+                tail0 += t0 * blockScales;
+                tail1 += t1 * blockScales;
+            }
+            var scale0 = TW.Splat(s0[b]);
+            var scale1 = TW.Splat(s1[b]);
+            var scale2 = TW.Splat(s2[b]);
+            var scale3 = TW.Splat(s3[b]);
+            acc00 = TW.Fma(b00, scale0, acc00);
+            acc01 = TW.Fma(b01, scale0, acc01);
+            acc10 = TW.Fma(b10, scale1, acc10);
+            acc11 = TW.Fma(b11, scale1, acc11);
+            acc20 = TW.Fma(b20, scale2, acc20);
+            acc21 = TW.Fma(b21, scale2, acc21);
+            acc30 = TW.Fma(b30, scale3, acc30);
+            acc31 = TW.Fma(b31, scale3, acc31);
+        }
+        if (!checkedDecode && TW.Fp8SawNaN(seen))
+        {
+            Fp8Rows4Tokens2<TVec, TW>(w, r, xs, xStride, scales, rows, y, checkedDecode: true);
+            return;
+        }
+        (TW.Sum4(acc00, acc10, acc20, acc30) + tail0).Store(y);
+        (TW.Sum4(acc01, acc11, acc21, acc31) + tail1).Store(y + rows);
     }
 
     /// <summary>
