@@ -76,7 +76,7 @@ internal sealed class AnthropicEndpoints(MimoServer server)
             ParseTools = prepared.ParseTools,
             StartInReasoning = PromptRenderer.OpensReasoning(prepared.Prompt),
             ParallelToolCalls = prepared.Parallel,
-            Constraint = OpenAIEndpoints.Constraint(host, null, prepared.ForcedTool, prepared.Input.Tools, prepared.Input.Thinking, PromptRenderer.OpensReasoning(prepared.Prompt)),
+            Constraint = RequestTranslation.Constraint(host, null, prepared.ForcedTool, prepared.Input.Tools, prepared.Input.Thinking, PromptRenderer.OpensReasoning(prepared.Prompt)),
         };
         string id = MimoServer.Id("msg_");
         await using IAsyncEnumerator<ChatStep> steps = ChatRunner.RunAsync(host, spec, server.Metrics, context.RequestAborted).GetAsyncEnumerator();

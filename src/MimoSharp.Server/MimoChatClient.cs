@@ -173,13 +173,9 @@ public sealed class MimoChatClient : IChatClient
         bool thinking = Thinking(options);
         string prompt = _host.Renderer.Render(rendered, parseTools ? tools : null, thinking);
         IReadOnlyList<int> ids = _host.Tokenizer.Encode(prompt);
-        ITokenConstraint? constraint = forcedTool is not null ? OpenAIEndpoints.ForcedToolCall(_host, forcedTool, tools!)
-            : ResponseSchema(options?.ResponseFormat) is JsonSchema schema ? new JsonSchemaConstraint(schema, _host.Tokenizer, _host.StopIds)
-            : null;
-        if (constraint is not null && thinking && _host.ThinkEndId is int thinkEnd)
-        {
-            constraint = new AfterReasoningConstraint(constraint, thinkEnd, _host.ThinkStartId, PromptRenderer.OpensReasoning(prompt));
-        }
+        // The response format is read only when no tool call is forced (the forced call wins), as the endpoints do.
+        ITokenConstraint? constraint = RequestTranslation.Constraint(_host, forcedTool is null ? ResponseSchema(options?.ResponseFormat) : null,
+            forcedTool, tools, thinking, PromptRenderer.OpensReasoning(prompt));
         var spec = new ChatRunSpec
         {
             PromptIds = ids,
@@ -453,16 +449,7 @@ public sealed class MimoChatClient : IChatClient
             }
             return capped;
         }
-        if (_host.Context - promptTokens <= 0)
-        {
-            throw new ArgumentException($"the prompt of {promptTokens} tokens fills the context of {_host.Context} tokens; nothing can be generated");
-        }
-        int fits = _host.DefaultMaxTokens(promptTokens);
-        if (fits <= 0)
-        {
-            throw new ArgumentException($"the prompt of {promptTokens} tokens leaves no room in the KV cache budget ({_host.KvPositions} positions per sequence); shorten it or raise the budget");
-        }
-        return fits;
+        return _host.DefaultMaxTokens(promptTokens);
     }
 
     private static List<AIContent> Contents(IReadOnlyList<OutputPart> parts)

@@ -53,24 +53,29 @@ public sealed class ModelHost : IDisposable
     public SamplingOptions Defaults { get; }
     public IReadOnlySet<int> StopIds { get; }
 
-    /// <summary>Positions one sequence's KV cache may hold within the whole KV budget (null: the engine sets no such limit).</summary>
-    public int? KvPositions => (Engine as InferenceScheduler)?.MaxPositions;
-
     /// <summary>
     /// max_tokens for a request that gives none, after a prompt of <paramref name="promptTokens"/> tokens: what is left of the
-    /// context, within --max-output-tokens, and within the KV budget (prompt + max_tokens + drafts + 1 positions), so that a
-    /// request without a cap is not refused on a long-context model. 0 or less: nothing fits.
+    /// context, within --max-output-tokens, and within the KV budget, so that a request without a cap is not refused on a
+    /// long-context model. Throws <see cref="ArgumentException"/> naming the limit when nothing fits.
     /// </summary>
     public int DefaultMaxTokens(int promptTokens)
     {
         int room = Context - promptTokens;
+        if (room <= 0)
+        {
+            throw new ArgumentException($"the prompt of {promptTokens} tokens fills the context of {Context} tokens; nothing can be generated");
+        }
         if (Engine is InferenceScheduler scheduler)
         {
-            int drafts = Math.Min(scheduler.Options.MaxDraftTokens, Model.MtpHeads);
-            room = Math.Min(room, scheduler.MaxPositions - promptTokens - drafts - 1);
+            room = Math.Min(room, scheduler.MaxTokensWithin(promptTokens));
+            if (room <= 0)
+            {
+                throw new ArgumentException($"the prompt of {promptTokens} tokens leaves no room in the KV cache budget ({scheduler.MaxPositions} positions per sequence); shorten it or raise the budget");
+            }
         }
         return MaxOutputTokens is int cap ? Math.Min(cap, room) : room;
     }
+
     public int? ThinkEndId { get; }
     public int? ThinkStartId { get; }
     public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;

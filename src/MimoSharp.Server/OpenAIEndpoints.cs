@@ -51,7 +51,7 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             StartInReasoning = opensReasoning,
             ParallelToolCalls = parallel,
             TopLogprobs = topLogprobs,
-            Constraint = Constraint(host, schema, forcedTool, tools, thinking, opensReasoning),
+            Constraint = RequestTranslation.Constraint(host, schema, forcedTool, tools, thinking, opensReasoning),
         };
 
         string id = MimoServer.Id("chatcmpl-");
@@ -389,47 +389,6 @@ internal sealed class OpenAIEndpoints(MimoServer server)
             throw ApiException.BadRequest("tool_choice.function.name", $"names \"{name}\", which is not among the tools");
         }
         return (true, name);
-    }
-
-    /// <summary>The constraint a request decodes under: a forced tool call opening, or the response format's JSON grammar.</summary>
-    internal static ITokenConstraint? Constraint(ModelHost host, JsonSchema? schema, string? forcedTool, JsonArray? tools, bool thinking, bool opensReasoning)
-    {
-        ITokenConstraint? inner = forcedTool is not null
-            ? ForcedToolCall(host, forcedTool, tools ?? [])
-            : schema is not null ? new JsonSchemaConstraint(schema, host.Tokenizer, host.StopIds) : null;
-        if (inner is null)
-        {
-            return null;
-        }
-        return thinking && host.ThinkEndId is int thinkEnd ? new AfterReasoningConstraint(inner, thinkEnd, host.ThinkStartId, opensReasoning) : inner;
-    }
-
-    /// <summary>
-    /// tool_choice required / named (Anthropic any / tool): the answer opens a MiMo tool call of <paramref name="forcedTool"/>
-    /// ("" = any of <paramref name="tools"/>, OpenAI-shaped): "&lt;tool_call&gt;\n&lt;function=NAME&gt;\n", one alternative per
-    /// allowed tool, so the name is always one of them; a tool without parameters gets its whole call.
-    /// </summary>
-    internal static ForcedPrefixConstraint ForcedToolCall(ModelHost host, string forcedTool, JsonArray tools)
-    {
-        var prefixes = new List<string>();
-        foreach (JsonNode? tool in tools)
-        {
-            if (tool?["function"] is not JsonObject function || function["name"]?.GetValue<string>() is not string name || (forcedTool.Length > 0 && name != forcedTool))
-            {
-                continue;
-            }
-            string prefix = $"<tool_call>\n<function={name}>\n";
-            if (function["parameters"] is JsonObject parameters && parameters["properties"] is not JsonObject { Count: > 0 })
-            {
-                prefix += "</function>\n</tool_call>";
-            }
-            prefixes.Add(prefix);
-        }
-        if (prefixes.Count == 0)
-        {
-            prefixes.Add(forcedTool.Length > 0 ? $"<tool_call>\n<function={forcedTool}>\n" : "<tool_call>\n<function=");
-        }
-        return new ForcedPrefixConstraint(prefixes, host.Tokenizer);
     }
 
     private static JsonSchema? ResponseFormat(JsonObject body)

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MimoSharp.Runtime.Constraints;
+using MimoSharp.Runtime.Generation;
 using MimoSharp.Runtime.Sampling;
 using static MimoSharp.Server.RequestFields;
 
@@ -115,7 +117,6 @@ internal static class RequestTranslation
     /// <summary>The request's max_tokens, or what is left of the context and the KV budget; 400 with both numbers when it does not fit.</summary>
     public static int FitToContext(int? maxTokens, int promptTokens, ModelHost host, string field)
     {
-        int room = host.Context - promptTokens;
         if (maxTokens is int n)
         {
             if ((long)promptTokens + n > host.Context)
@@ -124,16 +125,55 @@ internal static class RequestTranslation
             }
             return n;
         }
-        if (room <= 0)
+        try
         {
-            throw ApiException.BadRequest("messages", $"the prompt of {promptTokens} tokens fills the context of {host.Context} tokens; nothing can be generated");
+            return host.DefaultMaxTokens(promptTokens);
         }
-        int fits = host.DefaultMaxTokens(promptTokens);
-        if (fits <= 0)
+        catch (ArgumentException ex)
         {
-            throw ApiException.BadRequest("messages", $"the prompt of {promptTokens} tokens leaves no room in the KV cache budget ({host.KvPositions} positions per sequence); shorten it or raise the budget");
+            throw ApiException.BadRequest("messages", ex.Message);
         }
-        return fits;
+    }
+
+    /// <summary>The constraint a request decodes under: a forced tool call opening, or the response format's JSON grammar.</summary>
+    public static ITokenConstraint? Constraint(ModelHost host, JsonSchema? schema, string? forcedTool, JsonArray? tools, bool thinking, bool opensReasoning)
+    {
+        ITokenConstraint? inner = forcedTool is not null
+            ? ForcedToolCall(host, forcedTool, tools ?? [])
+            : schema is not null ? new JsonSchemaConstraint(schema, host.Tokenizer, host.StopIds) : null;
+        if (inner is null)
+        {
+            return null;
+        }
+        return thinking && host.ThinkEndId is int thinkEnd ? new AfterReasoningConstraint(inner, thinkEnd, host.ThinkStartId, opensReasoning) : inner;
+    }
+
+    /// <summary>
+    /// tool_choice required / named (Anthropic any / tool): the answer opens a MiMo tool call of <paramref name="forcedTool"/>
+    /// ("" = any of <paramref name="tools"/>, OpenAI-shaped): "&lt;tool_call&gt;\n&lt;function=NAME&gt;\n", one alternative per
+    /// allowed tool, so the name is always one of them; a tool without parameters gets its whole call.
+    /// </summary>
+    public static ForcedPrefixConstraint ForcedToolCall(ModelHost host, string forcedTool, JsonArray tools)
+    {
+        var prefixes = new List<string>();
+        foreach (JsonNode? tool in tools)
+        {
+            if (tool?["function"] is not JsonObject function || function["name"]?.GetValue<string>() is not string name || (forcedTool.Length > 0 && name != forcedTool))
+            {
+                continue;
+            }
+            string prefix = $"<tool_call>\n<function={name}>\n";
+            if (function["parameters"] is JsonObject parameters && parameters["properties"] is not JsonObject { Count: > 0 })
+            {
+                prefix += "</function>\n</tool_call>";
+            }
+            prefixes.Add(prefix);
+        }
+        if (prefixes.Count == 0)
+        {
+            prefixes.Add(forcedTool.Length > 0 ? $"<tool_call>\n<function={forcedTool}>\n" : "<tool_call>\n<function=");
+        }
+        return new ForcedPrefixConstraint(prefixes, host.Tokenizer);
     }
 
     /// <summary>OpenAI tools: [{type: function, function: {name, description?, parameters?}}], checked.</summary>

@@ -72,29 +72,29 @@ public static class CheckpointQuantizer
             {
                 ignored.Add(spec.Name[..^".weight".Length]);
             }
-            if (format == QuantizedFormat.Fp8 && spec.Role == TensorRole.QuantizableProjection && spec.Shape.Length == 2)
+            // FP8: the projections the official checkpoint holds in FP8; Q8_0 / Q4_0: every projection, the embedding and the LM head.
+            bool quantize = spec.Shape.Length == 2 && (format == QuantizedFormat.Fp8 ? spec.Role == TensorRole.QuantizableProjection : IsQuantized(spec.Role));
+            if (quantize)
             {
                 string prefix = spec.Name[..^".weight".Length];
                 WeightMatrix source = checkpoint.ReadMatrix(prefix, spec.Shape[0], spec.Shape[1], block);
-                int scaleRows = BlockCount(source.Rows, fp8Block.Rows), scaleCols = BlockCount(source.Cols, fp8Block.Cols);
-                var scales = new float[(long)scaleRows * scaleCols];
-                tensors.Add(new TensorToWrite(spec.Name, DType.F8E4M3, [source.Rows, source.Cols], s => WriteFp8(s, source, spec.Name, fp8Block, scales)));
-                tensors.Add(new TensorToWrite(prefix + ".weight_scale_inv", DType.F32, [scaleRows, scaleCols], s => s.Write(MemoryMarshal.AsBytes(scales.AsSpan()))));
-                written.Add(spec.Name);
-                written.Add(prefix + ".weight_scale_inv");
-                written.Add(prefix + ".weight_scale");
-                quantized++;
-            }
-            else if (format != QuantizedFormat.Fp8 && IsQuantized(spec.Role) && spec.Shape.Length == 2)
-            {
-                string prefix = spec.Name[..^".weight".Length];
-                WeightMatrix source = checkpoint.ReadMatrix(prefix, spec.Shape[0], spec.Shape[1], block);
-                int rows = source.Rows, cols = source.Cols, groups = GroupQuantizer.GroupsPerRow(cols);
-                var scales = new float[(long)rows * groups];
-                // Q4_0 codes are stored as U8 [rows, packed row bytes].
-                tensors.Add(new TensorToWrite(spec.Name, format == QuantizedFormat.Q8_0 ? DType.I8 : DType.U8,
-                    [rows, WeightMatrix.StrideOf(CodeType(format), cols)], s => WriteQuantized(s, source, format, scales)));
-                tensors.Add(new TensorToWrite(prefix + ".weight_scale", DType.F32, [rows, groups], s => s.Write(MemoryMarshal.AsBytes(scales.AsSpan()))));
+                int rows = source.Rows, cols = source.Cols;
+                if (format == QuantizedFormat.Fp8)
+                {
+                    int scaleRows = BlockCount(rows, fp8Block.Rows), scaleCols = BlockCount(cols, fp8Block.Cols);
+                    var scales = new float[(long)scaleRows * scaleCols];
+                    tensors.Add(new TensorToWrite(spec.Name, DType.F8E4M3, [rows, cols], s => WriteFp8(s, source, spec.Name, fp8Block, scales)));
+                    tensors.Add(new TensorToWrite(prefix + ".weight_scale_inv", DType.F32, [scaleRows, scaleCols], s => s.Write(MemoryMarshal.AsBytes(scales.AsSpan()))));
+                }
+                else
+                {
+                    int groups = GroupQuantizer.GroupsPerRow(cols);
+                    var scales = new float[(long)rows * groups];
+                    // Q4_0 codes are stored as U8 [rows, packed row bytes].
+                    tensors.Add(new TensorToWrite(spec.Name, format == QuantizedFormat.Q8_0 ? DType.I8 : DType.U8,
+                        [rows, WeightMatrix.StrideOf(CodeType(format), cols)], s => WriteQuantized(s, source, format, scales)));
+                    tensors.Add(new TensorToWrite(prefix + ".weight_scale", DType.F32, [rows, groups], s => s.Write(MemoryMarshal.AsBytes(scales.AsSpan()))));
+                }
                 written.Add(spec.Name);
                 written.Add(prefix + ".weight_scale_inv");
                 written.Add(prefix + ".weight_scale");

@@ -82,9 +82,18 @@ public sealed class InferenceScheduler : IGenerationEngine, IDisposable
     /// </summary>
     public int MaxPositions { get; }
 
+    /// <summary>
+    /// The largest max_tokens a request with a prompt of <paramref name="promptTokens"/> tokens can be admitted with
+    /// under the whole KV budget, whatever its drafts (0 or less: none); the positions are counted as <see cref="PositionsOf"/> does.
+    /// </summary>
+    public int MaxTokensWithin(int promptTokens) => MaxPositions - PositionsOf(promptTokens, 0, Math.Min(_options.MaxDraftTokens, _model.MtpHeads));
+
     /// <summary>Draft tokens a request of <paramref name="request"/>'s kind runs with (none under a constraint).</summary>
-    public int DraftsFor(GenerationRequest request) =>
+    private int DraftsFor(GenerationRequest request) =>
         request.Constraint is null ? Math.Clamp(Math.Min(request.DraftTokens, _options.MaxDraftTokens), 0, _model.MtpHeads) : 0;
+
+    /// <summary>Positions a sequence's KV cache holds at most: the prompt, max_tokens, the drafts of a last step and the bonus token.</summary>
+    private static int PositionsOf(int promptTokens, int maxTokens, int drafts) => promptTokens + maxTokens + drafts + 1;
 
     private int PositionsWithin(long budget)
     {
@@ -189,7 +198,7 @@ public sealed class InferenceScheduler : IGenerationEngine, IDisposable
     private ScheduledSequence Enqueue(GenerationRequest request)
     {
         int drafts = DraftsFor(request);
-        int positions = request.PromptIds.Count + request.MaxTokens + drafts + 1;
+        int positions = PositionsOf(request.PromptIds.Count, request.MaxTokens, drafts);
         long bytes = SequenceKvCache.BytesFor(_model.Derived, _model.MtpHeads, _options.CacheReserve, positions);
         if (bytes > _options.KvBudgetBytes)
         {
