@@ -391,6 +391,22 @@ public sealed class CoreKernelTests
                         $"{isa} pass {pass} row {r}: {y[r]}, clean {first[r]}");
                 }
             }
+            // A batch of tokens scans and records as well (a server may only ever run batches through a matrix).
+            foreach (int n in new[] { 2, 3, 8 })
+            {
+                WeightMatrix batched = WeightMatrix.Fp8(clean, 0, rows, cols, [0.5f, 0.25f, 0.125f], 128, 128);
+                WeightMatrix batchedBad = WeightMatrix.Fp8(dirty, 0, rows, cols, [0.5f, 0.25f, 0.125f], 128, 128);
+                float[] xs = Enumerable.Range(0, n).SelectMany(_ => x).ToArray();
+                var y = new float[n * rows];
+                MatMul.Multiply(batched, xs, y, n, pool, new KernelMode(isa));
+                Assert.Equal(isa == KernelIsa.Scalar ? Fp8NaNCodes.Unknown : Fp8NaNCodes.None, batched.NaNCodes);
+                MatMul.Multiply(batchedBad, xs, y, n, pool, new KernelMode(isa));
+                Assert.Equal(isa == KernelIsa.Scalar ? Fp8NaNCodes.Unknown : Fp8NaNCodes.Some, batchedBad.NaNCodes);
+                for (int t = 0; t < n; t++)
+                {
+                    Assert.True(float.IsNaN(y[t * rows + 5]), $"{isa} n {n} token {t}: row 5 is {y[t * rows + 5]}, expected NaN");
+                }
+            }
         }
     }
 

@@ -23,10 +23,15 @@ internal static class BenchBatchCommand
         var conversation = new Option<int>("--conversation-tokens") { Description = "Second-turn prompt length (prefix cache); 0 skips it", DefaultValueFactory = _ => 2000 };
         var longPrompt = new Option<int>("--long-prompt-tokens") { Description = "Prompt that arrives while streams decode; 0 skips it", DefaultValueFactory = _ => 4096 };
         var stallStreams = new Option<int>("--stall-streams") { Description = "Streams decoding while the long prompt arrives", DefaultValueFactory = _ => 4 };
+        var rounds = new Option<int>("--rounds")
+        {
+            Description = "Times the --streams list is measured, alternating (bandwidth drifts within minutes: the means and the ratio per round compare counts measured in the same minutes)",
+            DefaultValueFactory = _ => 1,
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var command = new Command("bench-batch", "Measure the batching scheduler: concurrent decode throughput, prefix-cache TTFT, ITL under chunked prefill")
         {
-            model, threads, streams, promptTokens, genTokens, drafts, conversation, longPrompt, stallStreams, json,
+            model, threads, streams, promptTokens, genTokens, drafts, conversation, longPrompt, stallStreams, rounds, json,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -40,16 +45,47 @@ internal static class BenchBatchCommand
             {
                 throw new ArgumentException($"--draft-tokens: {d} is outside 0..3");
             }
+            int roundCount = parse.GetValue(rounds);
+            if (roundCount < 1)
+            {
+                throw new ArgumentException($"--rounds: {roundCount} is not a positive count");
+            }
             using var m = MimoModel.Load(parse.GetValue(model)!, new ModelLoadOptions { Threads = parse.GetValue(threads) });
             var throughput = new List<BatchThroughput>();
-            foreach (int count in counts)
+            for (int round = 0; round < roundCount; round++)
             {
-                throughput.Add(await SchedulerBenchmark.ThroughputAsync(m, count, parse.GetValue(promptTokens), parse.GetValue(genTokens), d));
-                if (!parse.GetValue(json))
+                BatchThroughput? first = null;
+                foreach (int count in counts)
                 {
-                    BatchThroughput t = throughput[^1];
-                    output.WriteLine($"{t.Streams,3} streams: {t.DecodeTokensPerSecond,8:F1} decode tok/s aggregate ({t.StepsPerSecond:F1} steps/s)"
-                        + (throughput.Count > 1 ? $", {t.DecodeTokensPerSecond / throughput[0].DecodeTokensPerSecond:F2}x {throughput[0].Streams} stream(s)" : ""));
+                    BatchThroughput t = await SchedulerBenchmark.ThroughputAsync(m, count, parse.GetValue(promptTokens), parse.GetValue(genTokens), d);
+                    throughput.Add(t);
+                    first ??= t;
+                    if (!parse.GetValue(json))
+                    {
+                        output.WriteLine((roundCount > 1 ? $"round {round + 1}: " : "")
+                            + $"{t.Streams,3} streams: {t.DecodeTokensPerSecond,8:F1} decode tok/s aggregate while all decode"
+                            + (t != first ? $", {t.DecodeTokensPerSecond / first.DecodeTokensPerSecond:F2}x {first.Streams} stream(s)" : "")
+                            + $"; over the whole span {t.SpanTokensPerSecond:F1} tok/s"
+                            + (t != first ? $" ({t.SpanTokensPerSecond / first.SpanTokensPerSecond:F2}x)" : "")
+                            + $", {t.StepsPerSecond:F1} steps/s");
+                    }
+                }
+            }
+            // Per count: the mean and sd over rounds, and the ratio to the first count, round by round.
+            var summary = counts.Distinct().Select(count =>
+            {
+                double[] rates = throughput.Where(t => t.Streams == count).Select(t => t.DecodeTokensPerSecond).ToArray();
+                double[] ratios = Enumerable.Range(0, roundCount)
+                    .Select(r => throughput[r * counts.Length + Array.IndexOf(counts, count)].DecodeTokensPerSecond / throughput[r * counts.Length].DecodeTokensPerSecond)
+                    .ToArray();
+                return (Streams: count, Rate: MimoSharp.Runtime.Generation.BenchmarkResult.Stats(rates), Ratio: MimoSharp.Runtime.Generation.BenchmarkResult.Stats(ratios));
+            }).ToArray();
+            if (roundCount > 1 && !parse.GetValue(json))
+            {
+                foreach (var c in summary)
+                {
+                    output.WriteLine($"mean of {roundCount} rounds: {c.Streams,3} streams {c.Rate.Mean:F1} ± {c.Rate.StdDev:F1} decode tok/s"
+                        + (c.Streams != counts[0] ? $", {c.Ratio.Mean:F2} ± {c.Ratio.StdDev:F2}x {counts[0]} stream(s) (ratio of the means {c.Rate.Mean / summary[0].Rate.Mean:F2}x)" : ""));
                 }
             }
             PrefixReuse? prefix = parse.GetValue(conversation) > 0 ? await SchedulerBenchmark.PrefixReuseAsync(m, parse.GetValue(conversation)) : null;
@@ -75,7 +111,16 @@ internal static class BenchBatchCommand
                         draft_tokens = t.DraftTokens,
                         decode_tokens_per_s = t.DecodeTokensPerSecond,
                         steps_per_s = t.StepsPerSecond,
-                        speedup_over_first = t.DecodeTokensPerSecond / throughput[0].DecodeTokensPerSecond,
+                        span_tokens_per_s = t.SpanTokensPerSecond,
+                    }),
+                    rounds = roundCount,
+                    summary = summary.Select(c => new
+                    {
+                        streams = c.Streams,
+                        decode_tokens_per_s = c.Rate.Mean,
+                        decode_tokens_per_s_sd = c.Rate.StdDev,
+                        speedup_over_first = c.Ratio.Mean,
+                        speedup_over_first_sd = c.Ratio.StdDev,
                     }),
                     prefix = prefix is null ? null : new
                     {

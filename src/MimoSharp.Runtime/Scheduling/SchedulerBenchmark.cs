@@ -4,8 +4,15 @@ using MimoSharp.Runtime.Generation;
 
 namespace MimoSharp.Runtime.Scheduling;
 
-/// <summary>Aggregate decode throughput of <see cref="Streams"/> concurrent greedy streams.</summary>
-public sealed record BatchThroughput(int Streams, int PromptTokens, int GenTokens, int DraftTokens, double DecodeTokensPerSecond, double StepsPerSecond);
+/// <summary>
+/// Aggregate decode throughput of <see cref="Streams"/> concurrent greedy streams. <see cref="DecodeTokensPerSecond"/>
+/// counts the tokens of the span in which every stream decodes (from the last stream's first token to the first
+/// stream's last token), so it measures steps of all the streams; <see cref="SpanTokensPerSecond"/> counts every
+/// token after each stream's first, from the earliest first token to the last token of any stream, so it also
+/// holds the steps that prefill a late stream's prompt and the tail where fewer streams remain.
+/// </summary>
+public sealed record BatchThroughput(int Streams, int PromptTokens, int GenTokens, int DraftTokens, double DecodeTokensPerSecond, double StepsPerSecond,
+    double SpanTokensPerSecond);
 
 /// <summary>Time to first token of a cold prompt and of the next turn that extends it (prefix cache).</summary>
 public sealed record PrefixReuse(int ConversationTokens, double ColdTtftSeconds, double WarmTtftSeconds, int CachedPromptTokens)
@@ -28,8 +35,9 @@ public static class SchedulerBenchmark
     private static int[] RandomTokens(int count, int vocab, Random random) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
 
     /// <summary>
-    /// <paramref name="streams"/> requests at once; decode tok/s = tokens after each stream's first,
-    /// over the span from the earliest first token to the last token of any stream.
+    /// <paramref name="streams"/> requests at once. Decode tok/s = the tokens that arrive while every stream
+    /// decodes, over that span; the span figure = tokens after each stream's first, over the span from the
+    /// earliest first token to the last token of any stream (see <see cref="BatchThroughput"/>).
     /// </summary>
     public static async Task<BatchThroughput> ThroughputAsync(MimoModel model, int streams, int promptTokens, int genTokens, int draftTokens, int seed = 1)
     {
@@ -51,7 +59,12 @@ public static class SchedulerBenchmark
         long lastToken = timings.Max(t => t.Times[^1]);
         double seconds = Stopwatch.GetElapsedTime(firstToken, lastToken).TotalSeconds;
         int tokens = timings.Sum(t => t.Times.Count - 1);
-        return new BatchThroughput(streams, promptTokens, genTokens, draftTokens, tokens / seconds, (scheduler.Stats.Steps - steps0) / seconds);
+        long allDecodingFrom = timings.Max(t => t.Times[0]);
+        long allDecodingTo = timings.Min(t => t.Times[^1]);
+        int steadyTokens = timings.Sum(t => t.Times.Count(time => time > allDecodingFrom && time <= allDecodingTo));
+        double steadySeconds = Stopwatch.GetElapsedTime(allDecodingFrom, allDecodingTo).TotalSeconds;
+        double steady = steadyTokens > 0 ? steadyTokens / steadySeconds : tokens / seconds;
+        return new BatchThroughput(streams, promptTokens, genTokens, draftTokens, steady, (scheduler.Stats.Steps - steps0) / seconds, tokens / seconds);
     }
 
     /// <summary>

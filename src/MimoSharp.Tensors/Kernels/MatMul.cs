@@ -146,7 +146,7 @@ public static unsafe class MatMul
             {
                 job.Weight = null;
             }
-            if (route == Route.Fused && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
+            if (route is Route.Fused or Route.FusedTokens && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
             {
                 // Every row group of the matrix was scanned (the ragged ends and tail rows decode checked).
                 weight.NaNCodes = job.SawNaN ? Fp8NaNCodes.Some : Fp8NaNCodes.None;
@@ -336,29 +336,47 @@ public static unsafe class MatMul
                 int t = 0;
                 if (TW.WideRegisterFile && N == 8)
                 {
-                    RowGroupTokens<TVec, TW, EightTokens>(w, r, x, Y + r);
+                    if (RowGroupTokens<TVec, TW, EightTokens>(w, r, x, Y + r))
+                    {
+                        SawNaN = true;
+                    }
                     continue;
                 }
                 for (; t + 4 <= N; t += 4)
                 {
-                    RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
+                    if (RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r))
+                    {
+                        SawNaN = true;
+                    }
                 }
                 switch (N - t)
                 {
                     case 3:
-                        RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
+                        if (RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r))
+                        {
+                            SawNaN = true;
+                        }
                         break;
                     case 2 when fp8 && TW.WideRegisterFile:
-                        Fp8Rows4Tokens2<TVec, TW>(w, r, x + (long)t * stride, stride, Scales, rows, Y + (long)t * rows + r);
+                        if (Fp8Rows4Tokens2<TVec, TW>(w, r, x + (long)t * stride, XPermuted + (long)t * stride, stride, Scales, rows, Y + (long)t * rows + r, ScanForNaN))
+                        {
+                            SawNaN = true;
+                        }
                         break;
                     case 2:
-                        RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
+                        if (RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r))
+                        {
+                            SawNaN = true;
+                        }
                         break;
                     case 1:
                         float* xt = x + (long)t * stride, yt = Y + (long)t * rows + r;
                         if (fp8)
                         {
-                            Fp8Rows4<TVec, TW>(w, r, xt, XPermuted + (long)t * stride, Scales, yt, ScanForNaN);
+                            if (Fp8Rows4<TVec, TW>(w, r, xt, XPermuted + (long)t * stride, Scales, yt, ScanForNaN))
+                            {
+                                SawNaN = true;
+                            }
                         }
                         else
                         {
@@ -381,20 +399,21 @@ public static unsafe class MatMul
 
         /// <summary>The four rows r..r+3 against the <typeparamref name="TN"/> tokens at xt: two 2-row kernel calls.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void RowGroupTokens<TVec, TW, TN>(WeightMatrix w, int r, float* xt, float* yt)
+        private bool RowGroupTokens<TVec, TW, TN>(WeightMatrix w, int r, float* xt, float* yt)
             where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
         {
             int rows = w.Rows, stride = XStride;
             if (w.DType == DType.F8E4M3)
             {
-                Fp8Rows2Tokens<TVec, TW, TN>(w, r, xt, stride, Scales, rows, yt);
-                Fp8Rows2Tokens<TVec, TW, TN>(w, r + 2, xt, stride, Scales, rows, yt + 2);
+                bool first = Fp8Rows2Tokens<TVec, TW, TN>(w, r, xt, stride, Scales, rows, yt, ScanForNaN);
+                return Fp8Rows2Tokens<TVec, TW, TN>(w, r + 2, xt, stride, Scales, rows, yt + 2, ScanForNaN) | first;
             }
             else
             {
                 ushort* p = (ushort*)w.RowPointer(r);
                 Bf16Rows2Tokens<TVec, TW, TN>(p, w.Cols, xt, stride, rows, yt);
                 Bf16Rows2Tokens<TVec, TW, TN>(p + 2 * w.Cols, w.Cols, xt, stride, rows, yt + 2);
+                return false;
             }
         }
 
@@ -607,11 +626,10 @@ public static unsafe class MatMul
 
         private static int[] Build()
         {
-            int pair = 2 * TW.Count;
             var order = new int[4 * TW.Count];
             for (int i = 0; i < order.Length; i++)
             {
-                order[i] = i / pair * pair + TW.Fp8PairCode(i % pair);
+                order[i] = TW.Fp8StepCode(i);
             }
             return order;
         }
@@ -708,36 +726,23 @@ public static unsafe class MatMul
                     seen = TW.Fp8NaNScan(p2 + c, seen);
                     seen = TW.Fp8NaNScan(p3 + c, seen);
                 }
-                // Two pairs of vectors per row, against x permuted as the pair decode orders the codes.
-                var xa = TW.Load(xp + c);
-                var xb = TW.Load(xp + c + lanes);
-                TW.Fp8Pair(p0 + c, out var low, out var high);
-                b0 = TW.Fma(low, xa, b0);
-                e0 = TW.Fma(high, xb, e0);
-                TW.Fp8Pair(p1 + c, out low, out high);
-                b1 = TW.Fma(low, xa, b1);
-                e1 = TW.Fma(high, xb, e1);
-                TW.Fp8Pair(p2 + c, out low, out high);
-                b2 = TW.Fma(low, xa, b2);
-                e2 = TW.Fma(high, xb, e2);
-                TW.Fp8Pair(p3 + c, out low, out high);
-                b3 = TW.Fma(low, xa, b3);
-                e3 = TW.Fma(high, xb, e3);
-                int k = c + 2 * lanes;
-                xa = TW.Load(xp + k);
-                xb = TW.Load(xp + k + lanes);
-                TW.Fp8Pair(p0 + k, out low, out high);
-                b0 = TW.Fma(low, xa, b0);
-                e0 = TW.Fma(high, xb, e0);
-                TW.Fp8Pair(p1 + k, out low, out high);
-                b1 = TW.Fma(low, xa, b1);
-                e1 = TW.Fma(high, xb, e1);
-                TW.Fp8Pair(p2 + k, out low, out high);
-                b2 = TW.Fma(low, xa, b2);
-                e2 = TW.Fma(high, xb, e2);
-                TW.Fp8Pair(p3 + k, out low, out high);
-                b3 = TW.Fma(low, xa, b3);
-                e3 = TW.Fma(high, xb, e3);
+                // One step of each row, against x permuted as the step decode orders the codes.
+                var x0 = TW.Load(xp + c);
+                var x1 = TW.Load(xp + c + lanes);
+                var x2 = TW.Load(xp + c + 2 * lanes);
+                var x3 = TW.Load(xp + c + 3 * lanes);
+                TW.Fp8Step(p0 + c, out var d0, out var d1, out var d2, out var d3);
+                b0 = TW.Fma(d2, x2, TW.Fma(d0, x0, b0));
+                e0 = TW.Fma(d3, x3, TW.Fma(d1, x1, e0));
+                TW.Fp8Step(p1 + c, out d0, out d1, out d2, out d3);
+                b1 = TW.Fma(d2, x2, TW.Fma(d0, x0, b1));
+                e1 = TW.Fma(d3, x3, TW.Fma(d1, x1, e1));
+                TW.Fp8Step(p2 + c, out d0, out d1, out d2, out d3);
+                b2 = TW.Fma(d2, x2, TW.Fma(d0, x0, b2));
+                e2 = TW.Fma(d3, x3, TW.Fma(d1, x1, e2));
+                TW.Fp8Step(p3 + c, out d0, out d1, out d2, out d3);
+                b3 = TW.Fma(d2, x2, TW.Fma(d0, x0, b3));
+                e3 = TW.Fma(d3, x3, TW.Fma(d1, x1, e3));
             }
             // The block's ragged end (blocks narrower than a step, or not a multiple of one), or all of it when
             // checkedDecode: the checked decode.
@@ -789,7 +794,7 @@ public static unsafe class MatMul
     /// holding one is recomputed with <paramref name="checkedDecode"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows2Tokens<TVec, TW, TN>(WeightMatrix w, int r, float* xs, int xStride, float* scales, int rows, float* y, bool checkedDecode = false)
+    private static bool Fp8Rows2Tokens<TVec, TW, TN>(WeightMatrix w, int r, float* xs, int xStride, float* scales, int rows, float* y, bool scan, bool checkedDecode = false)
         where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
     {
         int n = TN.Value;
@@ -819,8 +824,11 @@ public static unsafe class MatMul
                 {
                     PrefetchNext(next + 2 * c + 64);
                 }
-                seen = TW.Fp8NaNScan(p0 + c, seen);
-                seen = TW.Fp8NaNScan(p1 + c, seen);
+                if (scan)
+                {
+                    seen = TW.Fp8NaNScan(p0 + c, seen);
+                    seen = TW.Fp8NaNScan(p1 + c, seen);
+                }
                 for (int k = c; k < c + step; k += lanes)
                 {
                     AccumulateTokens<TVec, TW, TN>(TW.Multiply(TW.Fp8Finite(p0 + k), scale0), TW.Multiply(TW.Fp8Finite(p1 + k), scale1), xs + k, xStride,
@@ -849,16 +857,17 @@ public static unsafe class MatMul
                 }
             }
         }
-        if (!checkedDecode && TW.Fp8SawNaN(seen))
+        if (scan && TW.Fp8SawNaN(seen))
         {
-            Fp8Rows2Tokens<TVec, TW, TN>(w, r, xs, xStride, scales, rows, y, checkedDecode: true);
-            return;
+            Fp8Rows2Tokens<TVec, TW, TN>(w, r, xs, xStride, scales, rows, y, scan: false, checkedDecode: true);
+            return true;
         }
         StoreRows2(TW.Sum4(a00, a01, a02, a03) + tail0, TW.Sum4(a10, a11, a12, a13) + tail1, y, rows, 0, Math.Min(n, 4));
         if (n > 4)
         {
             StoreRows2(TW.Sum4(a04, a05, a06, a07) + tail0High, TW.Sum4(a14, a15, a16, a17) + tail1High, y, rows, 4, n);
         }
+        return false;
     }
 
     /// <summary>
@@ -870,7 +879,7 @@ public static unsafe class MatMul
     /// common expert batch of an 8-stream MoE step after one. NaN codes as in <see cref="Fp8Rows4{TVec, TW}"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Fp8Rows4Tokens2<TVec, TW>(WeightMatrix w, int r, float* xs, int xStride, float* scales, int rows, float* y, bool checkedDecode = false)
+    private static bool Fp8Rows4Tokens2<TVec, TW>(WeightMatrix w, int r, float* xs, float* xp, int xStride, float* scales, int rows, float* y, bool scan, bool checkedDecode = false)
         where TVec : struct where TW : struct, ISimd<TVec>
     {
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
@@ -879,7 +888,7 @@ public static unsafe class MatMul
         byte* next = p0 + 4 * cols; // the next row group, fetched at four times the pace of c (four rows consumed)
         float* s0 = w.KernelScaleRow(r, scales), s1 = w.KernelScaleRow(r + 1, scales);
         float* s2 = w.KernelScaleRow(r + 2, scales), s3 = w.KernelScaleRow(r + 3, scales);
-        float* x1 = xs + xStride;
+        float* x1 = xs + xStride, xp1 = xp + xStride;
         var acc00 = TW.Zero; var acc01 = TW.Zero; var acc10 = TW.Zero; var acc11 = TW.Zero;
         var acc20 = TW.Zero; var acc21 = TW.Zero; var acc30 = TW.Zero; var acc31 = TW.Zero;
         var seen = TW.Zero;
@@ -903,27 +912,34 @@ public static unsafe class MatMul
                     PrefetchNext(next + 4 * c + 128);
                     PrefetchNext(next + 4 * c + 192);
                 }
-                seen = TW.Fp8NaNScan(p0 + c, seen);
-                seen = TW.Fp8NaNScan(p1 + c, seen);
-                seen = TW.Fp8NaNScan(p2 + c, seen);
-                seen = TW.Fp8NaNScan(p3 + c, seen);
-                for (int k = c; k < c + step; k += lanes)
+                if (scan)
                 {
-                    var xa = TW.Load(xs + k);
-                    var xb = TW.Load(x1 + k);
-                    var d = TW.Fp8Finite(p0 + k);
-                    b00 = TW.Fma(d, xa, b00);
-                    b01 = TW.Fma(d, xb, b01);
-                    d = TW.Fp8Finite(p1 + k);
-                    b10 = TW.Fma(d, xa, b10);
-                    b11 = TW.Fma(d, xb, b11);
-                    d = TW.Fp8Finite(p2 + k);
-                    b20 = TW.Fma(d, xa, b20);
-                    b21 = TW.Fma(d, xb, b21);
-                    d = TW.Fp8Finite(p3 + k);
-                    b30 = TW.Fma(d, xa, b30);
-                    b31 = TW.Fma(d, xb, b31);
+                    seen = TW.Fp8NaNScan(p0 + c, seen);
+                    seen = TW.Fp8NaNScan(p1 + c, seen);
+                    seen = TW.Fp8NaNScan(p2 + c, seen);
+                    seen = TW.Fp8NaNScan(p3 + c, seen);
                 }
+                // One step of each row, against both tokens permuted as the step decode orders the codes.
+                var xa = TW.Load(xp + c);
+                var xb = TW.Load(xp + c + lanes);
+                var xc = TW.Load(xp + c + 2 * lanes);
+                var xd = TW.Load(xp + c + 3 * lanes);
+                var ya = TW.Load(xp1 + c);
+                var yb = TW.Load(xp1 + c + lanes);
+                var yc = TW.Load(xp1 + c + 2 * lanes);
+                var yd = TW.Load(xp1 + c + 3 * lanes);
+                TW.Fp8Step(p0 + c, out var d0, out var d1, out var d2, out var d3);
+                b00 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b00))));
+                b01 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b01))));
+                TW.Fp8Step(p1 + c, out d0, out d1, out d2, out d3);
+                b10 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b10))));
+                b11 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b11))));
+                TW.Fp8Step(p2 + c, out d0, out d1, out d2, out d3);
+                b20 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b20))));
+                b21 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b21))));
+                TW.Fp8Step(p3 + c, out d0, out d1, out d2, out d3);
+                b30 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b30))));
+                b31 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b31))));
             }
             // The block's ragged end (or all of it when checkedDecode): the checked decode.
             for (; c + lanes <= end; c += lanes)
@@ -969,13 +985,14 @@ public static unsafe class MatMul
             acc30 = TW.Fma(b30, scale3, acc30);
             acc31 = TW.Fma(b31, scale3, acc31);
         }
-        if (!checkedDecode && TW.Fp8SawNaN(seen))
+        if (scan && TW.Fp8SawNaN(seen))
         {
-            Fp8Rows4Tokens2<TVec, TW>(w, r, xs, xStride, scales, rows, y, checkedDecode: true);
-            return;
+            Fp8Rows4Tokens2<TVec, TW>(w, r, xs, xp, xStride, scales, rows, y, scan: false, checkedDecode: true);
+            return true;
         }
         (TW.Sum4(acc00, acc10, acc20, acc30) + tail0).Store(y);
         (TW.Sum4(acc01, acc11, acc21, acc31) + tail1).Store(y + rows);
+        return false;
     }
 
     /// <summary>
