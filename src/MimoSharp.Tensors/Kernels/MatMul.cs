@@ -602,10 +602,7 @@ public static unsafe class MatMul
             int c = start;
             for (; c + step <= end; c += step)
             {
-                for (int i = 0; i < order.Length; i++)
-                {
-                    dst[c + i] = src[c + order[i]];
-                }
+                TW.Fp8StepPermute(src + c, dst + c, order);
             }
             for (; c < end; c++)
             {

@@ -61,6 +61,11 @@ internal unsafe interface ISimd<TVec> where TVec : struct
     static abstract void Fp8Step(byte* p, out TVec v0, out TVec v1, out TVec v2, out TVec v3);
     /// <summary>Which of the 4 · Count codes at p element i of <see cref="Fp8Step"/>'s v0..v3 holds (v = i / Count).</summary>
     static abstract int Fp8StepCode(int i);
+    /// <summary>
+    /// dst[i] = src[<see cref="Fp8StepCode"/>(i)] for one step of 4 · Count floats (x as the step decode reads it;
+    /// <paramref name="order"/> is that table). The GFNI order is a 4 × 4 transpose of 4-float blocks, done by shuffles.
+    /// </summary>
+    static abstract void Fp8StepPermute(float* src, float* dst, ReadOnlySpan<int> order);
     /// <summary>Count codes as <see cref="Fp8"/> without the NaN compare, in column order (the multi-token kernels, which scan for NaN codes).</summary>
     static abstract TVec Fp8Finite(byte* p);
     /// <summary>Which of the 2 · Count codes at p element i of <see cref="Fp8Pair"/>'s (low, high) holds (i &lt; Count: low).</summary>
@@ -132,6 +137,15 @@ internal static class SimdConstants
     {
         int j = i / lanes, e = i % lanes;
         return 16 * (e / 4) + 4 * j + e % 4;
+    }
+
+    /// <summary>dst[i] = src[order[i]].</summary>
+    public static unsafe void PermuteByTable(float* src, float* dst, ReadOnlySpan<int> order)
+    {
+        for (int i = 0; i < order.Length; i++)
+        {
+            dst[i] = src[order[i]];
+        }
     }
 
     /// <summary>The code at step position i when a step is two pairs (<see cref="ISimd{TVec}.Fp8Pair"/> at p and p + 2 · lanes).</summary>
@@ -209,6 +223,29 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
     }
 
     public static int Fp8StepCode(int i) => Gfni.V512.IsSupported ? SimdConstants.GfniStepCode(i, 16) : SimdConstants.TwoPairStepCode(i, Fp8PairCode(i % 32), 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fp8StepPermute(float* src, float* dst, ReadOnlySpan<int> order)
+    {
+        if (!Gfni.V512.IsSupported)
+        {
+            SimdConstants.PermuteByTable(src, dst, order);
+            return;
+        }
+        // v_j = the j-th 4-float block of each of the four source vectors.
+        var s0 = Vector512.Load(src);
+        var s1 = Vector512.Load(src + 16);
+        var s2 = Vector512.Load(src + 32);
+        var s3 = Vector512.Load(src + 48);
+        var t0 = Avx512F.Shuffle4x128(s0, s1, 0x44); // s0.b0 s0.b1 s1.b0 s1.b1
+        var t1 = Avx512F.Shuffle4x128(s0, s1, 0xEE); // s0.b2 s0.b3 s1.b2 s1.b3
+        var t2 = Avx512F.Shuffle4x128(s2, s3, 0x44);
+        var t3 = Avx512F.Shuffle4x128(s2, s3, 0xEE);
+        Avx512F.Shuffle4x128(t0, t2, 0x88).Store(dst);      // s0.b0 s1.b0 s2.b0 s3.b0
+        Avx512F.Shuffle4x128(t0, t2, 0xDD).Store(dst + 16); // s0.b1 s1.b1 s2.b1 s3.b1
+        Avx512F.Shuffle4x128(t1, t3, 0x88).Store(dst + 32);
+        Avx512F.Shuffle4x128(t1, t3, 0xDD).Store(dst + 48);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Fp8Finite(byte* p) =>
@@ -303,6 +340,25 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>, IInt8Dot<Vector256<flo
     }
 
     public static int Fp8StepCode(int i) => Gfni.V256.IsSupported ? SimdConstants.GfniStepCode(i, 8) : SimdConstants.TwoPairStepCode(i, Fp8PairCode(i % 16), 8);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fp8StepPermute(float* src, float* dst, ReadOnlySpan<int> order)
+    {
+        if (!Gfni.V256.IsSupported)
+        {
+            SimdConstants.PermuteByTable(src, dst, order);
+            return;
+        }
+        // v_j = [4-float block j of src 0..15, the same block of src 16..31].
+        var s0 = Vector256.Load(src);
+        var s1 = Vector256.Load(src + 8);
+        var s2 = Vector256.Load(src + 16);
+        var s3 = Vector256.Load(src + 24);
+        Avx.Permute2x128(s0, s2, 0x20).Store(dst);
+        Avx.Permute2x128(s0, s2, 0x31).Store(dst + 8);
+        Avx.Permute2x128(s1, s3, 0x20).Store(dst + 16);
+        Avx.Permute2x128(s1, s3, 0x31).Store(dst + 24);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Fp8Finite(byte* p) =>
@@ -455,6 +511,9 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>, IInt8Dot<Vector128<flo
     }
 
     public static int Fp8StepCode(int i) => i;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fp8StepPermute(float* src, float* dst, ReadOnlySpan<int> order) => SimdConstants.PermuteByTable(src, dst, order);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Fp8Finite(byte* p) =>
