@@ -110,6 +110,37 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void BenchBatchAlternatesTheStreamCountsForEachRoundAndSummarisesThem()
+    {
+        var (code, output, err) = Run("bench-batch", "--model", Path.Combine(Fixture, "model"), "--streams", "1,2", "--rounds", "2",
+            "--prompt-tokens", "4", "--gen-tokens", "6", "--conversation-tokens", "0", "--long-prompt-tokens", "0", "--threads", "2", "--json");
+        Assert.True(code == 0, err);
+        JsonElement root = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(2, root.GetProperty("rounds").GetInt32());
+        // Measured in the order 1, 2, 1, 2; every figure positive.
+        Assert.Equal([1, 2, 1, 2], root.GetProperty("throughput").EnumerateArray().Select(t => t.GetProperty("streams").GetInt32()).ToArray());
+        Assert.All(root.GetProperty("throughput").EnumerateArray(), t =>
+        {
+            Assert.True(t.GetProperty("decode_tokens_per_s").GetDouble() > 0);
+            Assert.True(t.GetProperty("span_tokens_per_s").GetDouble() > 0);
+        });
+        JsonElement[] summary = root.GetProperty("summary").EnumerateArray().ToArray();
+        Assert.Equal([1, 2], summary.Select(c => c.GetProperty("streams").GetInt32()).ToArray());
+        Assert.Equal(1.0, summary[0].GetProperty("speedup_over_first").GetDouble(), 12);
+        double[] twoStreams = root.GetProperty("throughput").EnumerateArray().Where(t => t.GetProperty("streams").GetInt32() == 2)
+            .Select(t => t.GetProperty("decode_tokens_per_s").GetDouble()).ToArray();
+        Assert.Equal(twoStreams.Average(), summary[1].GetProperty("decode_tokens_per_s").GetDouble(), 9);
+    }
+
+    [Fact]
+    public void BenchBatchRefusesRoundsBelowOne()
+    {
+        var (code, _, err) = Run("bench-batch", "--model", Path.Combine(Fixture, "model"), "--rounds", "0");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--rounds", err);
+    }
+
+    [Fact]
     public void QuantizeRefusesAnUnknownType()
     {
         var (code, _, err) = Run("quantize", "--model", Path.Combine(Fixture, "model"), "--output", Temp("q"), "--type", "q2_k");

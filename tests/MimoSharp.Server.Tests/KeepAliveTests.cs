@@ -21,7 +21,9 @@ public sealed class QueueingServerFixture : ServerFixture
 public sealed class KeepAliveTests(QueueingServerFixture fixture) : IClassFixture<QueueingServerFixture>
 {
     /// <summary>
-    /// Holds the only slot with a long stream until disposed; returns once its first token is out. It reads on its own
+    /// Holds the only slot with a long stream until disposed (3500 tokens: the tiny model decodes 600 in well under the
+    /// keep-alive tests' wait, so a shorter hold could end before the queued stream's first keep-alive); returns once its
+    /// first token is out. It reads on its own
     /// client, whose connection is closed at the end (never handed back to a pool half-read).
     /// </summary>
     private async Task<IDisposable> Hold()
@@ -30,7 +32,7 @@ public sealed class KeepAliveTests(QueueingServerFixture fixture) : IClassFixtur
         client.DefaultRequestHeaders.Authorization = fixture.Http.DefaultRequestHeaders.Authorization;
         var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
         {
-            Content = new StringContent("""{"model":"tiny","prompt":"a","max_tokens":600,"ignore_eos":true,"stream":true}""", Encoding.UTF8, "application/json"),
+            Content = new StringContent("""{"model":"tiny","prompt":"a","max_tokens":3500,"ignore_eos":true,"stream":true}""", Encoding.UTF8, "application/json"),
         };
         HttpResponseMessage response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync());

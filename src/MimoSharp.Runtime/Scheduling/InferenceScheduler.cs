@@ -174,9 +174,15 @@ public sealed class InferenceScheduler : IGenerationEngine, IDisposable
         try
         {
             // Read without the token: a cancelled request still gets its final event (Cancelled, with usage) within a step.
+            // Tokens the loop produced before it saw the cancellation (it can run many steps ahead of a slow
+            // reader) are dropped: after cancelling, the caller gets only the final event.
             await foreach (GenerationEvent e in sequence.Events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
             {
                 done = e.IsFinal;
+                if (!done && cancellationToken.IsCancellationRequested)
+                {
+                    continue;
+                }
                 yield return e;
             }
         }

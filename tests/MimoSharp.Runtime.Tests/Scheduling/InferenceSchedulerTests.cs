@@ -106,7 +106,8 @@ public sealed class InferenceSchedulerTests
             }
         }
         Assert.Equal(FinishReason.Cancelled, events[^1].Finish);
-        Assert.True(events.Count < 100, $"{events.Count} events after cancelling at 3");
+        // The tokens already queued when the reader cancelled are not delivered: 3, then the final event.
+        Assert.True(events.Count == 4, $"{events.Count} events after cancelling at 3");
         SchedulerStats stats = scheduler.Stats;
         Assert.Equal(0, stats.RunningSequences);
         Assert.Equal(0, stats.KvBytesInUse);
