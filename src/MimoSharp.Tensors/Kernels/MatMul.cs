@@ -330,53 +330,36 @@ public static unsafe class MatMul
             int cols = w.Cols, rows = w.Rows, stride = XStride;
             bool fp8 = w.DType == DType.F8E4M3;
             float* x = XPrescaled; // [N, stride]: prescaled for FP8, a padded copy for BF16
+            bool sawNaN = false; // this thread's row groups; published once below (SawNaN is shared)
             int r = rowStart;
             for (; r + RowGroup <= rowEnd; r += RowGroup)
             {
                 int t = 0;
                 if (TW.WideRegisterFile && N == 8)
                 {
-                    if (RowGroupTokens<TVec, TW, EightTokens>(w, r, x, Y + r))
-                    {
-                        SawNaN = true;
-                    }
+                    sawNaN |= RowGroupTokens<TVec, TW, EightTokens>(w, r, x, Y + r);
                     continue;
                 }
                 for (; t + 4 <= N; t += 4)
                 {
-                    if (RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r))
-                    {
-                        SawNaN = true;
-                    }
+                    sawNaN |= RowGroupTokens<TVec, TW, FourTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
                 }
                 switch (N - t)
                 {
                     case 3:
-                        if (RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r))
-                        {
-                            SawNaN = true;
-                        }
+                        sawNaN |= RowGroupTokens<TVec, TW, ThreeTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
                         break;
                     case 2 when fp8 && TW.WideRegisterFile:
-                        if (Fp8Rows4Tokens2<TVec, TW>(w, r, x + (long)t * stride, XPermuted + (long)t * stride, stride, Scales, rows, Y + (long)t * rows + r, ScanForNaN))
-                        {
-                            SawNaN = true;
-                        }
+                        sawNaN |= Fp8Rows4Tokens2<TVec, TW>(w, r, x + (long)t * stride, XPermuted + (long)t * stride, stride, Scales, rows, Y + (long)t * rows + r, ScanForNaN);
                         break;
                     case 2:
-                        if (RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r))
-                        {
-                            SawNaN = true;
-                        }
+                        sawNaN |= RowGroupTokens<TVec, TW, TwoTokens>(w, r, x + (long)t * stride, Y + (long)t * rows + r);
                         break;
                     case 1:
                         float* xt = x + (long)t * stride, yt = Y + (long)t * rows + r;
                         if (fp8)
                         {
-                            if (Fp8Rows4<TVec, TW>(w, r, xt, XPermuted + (long)t * stride, Scales, yt, ScanForNaN))
-                            {
-                                SawNaN = true;
-                            }
+                            sawNaN |= Fp8Rows4<TVec, TW>(w, r, xt, XPermuted + (long)t * stride, Scales, yt, ScanForNaN);
                         }
                         else
                         {
@@ -394,6 +377,10 @@ public static unsafe class MatMul
                         ? Fp8Row<TVec, TW>(w.RowPointer(r), cols, w.BlockCols, xt, w.KernelScaleRow(r, Scales))
                         : Bf16Row<TVec, TW>((ushort*)w.RowPointer(r), cols, xt);
                 }
+            }
+            if (sawNaN)
+            {
+                SawNaN = true;
             }
         }
 
