@@ -27,6 +27,24 @@ internal readonly struct FourTokens : ITokenCount
     public static int Value => 4;
 }
 
+/// <summary>Five tokens.</summary>
+internal readonly struct FiveTokens : ITokenCount
+{
+    public static int Value => 5;
+}
+
+/// <summary>Six tokens.</summary>
+internal readonly struct SixTokens : ITokenCount
+{
+    public static int Value => 6;
+}
+
+/// <summary>Seven tokens.</summary>
+internal readonly struct SevenTokens : ITokenCount
+{
+    public static int Value => 7;
+}
+
 /// <summary>Eight tokens (32-register machines: 16 accumulators).</summary>
 internal readonly struct EightTokens : ITokenCount
 {
