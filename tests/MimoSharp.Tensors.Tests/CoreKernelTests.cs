@@ -181,6 +181,60 @@ public sealed class CoreKernelTests
         }
     }
 
+    [Fact]
+    public void PackedFp8TokensMatchTheTwinAcrossBlockRowsLargeActivationsAndNonFiniteOnes()
+    {
+        // The packed multi-token FP8 kernel folds a block row's scales into the tokens where a row group lies in
+        // one block row and that cannot overflow; else it scales the weights. Block rows of 6 put some row groups
+        // across two block rows; activations near 1e8 against scales of 1..4 (|x · 2^100 · s| > 2^127, while x · 2^100,
+        // the kernels' prescaled x, stays finite) must take the other route and stay finite; an infinite activation
+        // gives what the twin gives (±inf or NaN).
+        var random = new Random(11);
+        const int rows = 30, cols = 192;
+        var codes = new NativeBuffer(rows * cols);
+        for (int i = 0; i < rows * cols; i++)
+        {
+            byte b = (byte)random.Next(256);
+            codes.AsSpan()[i] = (b & 0x7F) == 0x7F ? (byte)0x3F : b;
+        }
+        int scaleRows = (rows + 5) / 6, scaleCols = cols / 64;
+        float[] scales = Enumerable.Range(0, scaleRows * scaleCols).Select(_ => (float)(0.001 + random.NextDouble() * 0.01)).ToArray();
+        float[] largeScales = scales.Select(v => v * 400).ToArray();
+        WeightMatrix w = WeightMatrix.Fp8(codes, 0, rows, cols, scales, 6, 64);
+        WeightMatrix large = WeightMatrix.Fp8(codes, 0, rows, cols, largeScales, 6, 64);
+        using var pool = new WorkerPool(2);
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            foreach (int n in new[] { 2, 3, 5, 8 })
+            {
+                foreach ((WeightMatrix m, double magnitude) in new[] { (w, 1.0), (large, 1e8) })
+                {
+                    float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)((random.NextDouble() * 4 - 2) * magnitude)).ToArray();
+                    var y = new float[n * rows];
+                    MatMul.Multiply(m, x, y, n, pool, new KernelMode(isa));
+                    (double[] expected, double[] absSum) = NaiveMatMul(m, x, n);
+                    for (int i = 0; i < y.Length; i++)
+                    {
+                        Assert.True(float.IsFinite(y[i]) && Math.Abs(expected[i] - y[i]) <= 2e-6 * absSum[i] + 1e-12,
+                            $"{isa} n {n} x ~{magnitude} at {i}: expected {expected[i]}, got {y[i]}");
+                    }
+                }
+                float[] withInfinity = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+                withInfinity[cols + 7] = float.PositiveInfinity; // token 1, column 7
+                var yInf = new float[n * rows];
+                MatMul.Multiply(w, withInfinity, yInf, n, pool, new KernelMode(isa));
+                for (int r = 0; r < rows; r++)
+                {
+                    double weight = Formula(w.RowBytes(r)[7]) * w.Scales[(r / 6) * scaleCols];
+                    float actual = yInf[rows + r];
+                    Assert.True(weight == 0 ? float.IsNaN(actual) : actual == (weight > 0 ? float.PositiveInfinity : float.NegativeInfinity),
+                        $"{isa} n {n} row {r}: weight {weight} times +inf gave {actual}");
+                    Assert.True(float.IsFinite(yInf[r]), $"{isa} n {n} token 0 row {r}: {yInf[r]}");
+                }
+            }
+        }
+    }
+
     private static readonly (int Rows, int Cols, int Block)[] Shapes =
         [(1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32), (8, 1024, 128), (6, 161, 32), (4, 31, 32), (13, 95, 32), (37, 256, 128), (22, 192, 64)];
 

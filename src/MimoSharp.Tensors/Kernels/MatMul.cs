@@ -53,6 +53,8 @@ public static unsafe class MatMul
     [ThreadStatic] private static int t_permutedLength;
     [ThreadStatic] private static float* t_packed;
     [ThreadStatic] private static int t_packedLength;
+    [ThreadStatic] private static float* t_blockPacked;
+    [ThreadStatic] private static int t_blockPackedLength;
     [ThreadStatic] private static float* t_quantized; // int8 codes, as floats' storage (4 codes per float slot)
     [ThreadStatic] private static int t_quantizedLength;
     [ThreadStatic] private static float* t_quantScales;
@@ -133,7 +135,7 @@ public static unsafe class MatMul
                 {
                     // The multi-token FP8 kernel reads the tokens packed per step (the tail rows read XPrescaled).
                     job.XPacked = Grow(ref t_packed, ref t_packedLength, checked(n * weight.Cols));
-                    PackTokens<Vector512<float>, Simd512>(job.XPrescaled, stride, n, weight.Cols, job.XPacked);
+                    job.XPackedMaxAbs = PackTokens<Vector512<float>, Simd512>(job.XPrescaled, stride, n, weight.Cols, job.XPacked);
                 }
                 else if (weight.DType == DType.F8E4M3)
                 {
@@ -236,6 +238,8 @@ public static unsafe class MatMul
         public float* X, Y, XPrescaled, XPermuted, Scales, XScales;
         /// <summary>The multi-token route's tokens packed per step (<see cref="PackTokens"/>), or null.</summary>
         public float* XPacked;
+        /// <summary>max |XPacked| (NaN when x holds a NaN or an infinity).</summary>
+        public float XPackedMaxAbs;
         public sbyte* XCodes;
         public int N;
         /// <summary>Floats between consecutive tokens of XPrescaled on the multi-token route (Cols elsewhere).</summary>
@@ -349,21 +353,38 @@ public static unsafe class MatMul
             bool fp8 = w.DType == DType.F8E4M3;
             float* x = XPrescaled; // [N, stride]: prescaled for FP8, a padded copy for BF16
             bool sawNaN = false; // this thread's row groups; published once below (SawNaN is shared)
+            float* blockPacked = null, blockPackedFor = null; // the packed tokens scaled for one block row (or null: not scalable)
             int r = rowStart;
             for (; r + RowGroup <= rowEnd; r += RowGroup)
             {
                 int t = 0;
                 if (XPacked != null)
                 {
-                    sawNaN |= N switch
+                    // A row group inside one block row multiplies the tokens scaled by that block row's scales
+                    // (this thread's copy, made once per block row), so the kernel needs no multiply per weight vector.
+                    float* scaleRow = w.KernelScaleRow(r, Scales);
+                    bool oneBlockRow = scaleRow == w.KernelScaleRow(r + RowGroup - 1, Scales);
+                    if (oneBlockRow && scaleRow != blockPackedFor)
                     {
-                        2 => RowGroupPacked<TVec, TW, TwoTokens>(w, r),
-                        3 => RowGroupPacked<TVec, TW, ThreeTokens>(w, r),
-                        4 => RowGroupPacked<TVec, TW, FourTokens>(w, r),
-                        5 => RowGroupPacked<TVec, TW, FiveTokens>(w, r),
-                        6 => RowGroupPacked<TVec, TW, SixTokens>(w, r),
-                        7 => RowGroupPacked<TVec, TW, SevenTokens>(w, r),
-                        _ => RowGroupPacked<TVec, TW, EightTokens>(w, r),
+                        blockPacked = ScaleForBlockRow(w, scaleRow);
+                        blockPackedFor = scaleRow;
+                    }
+                    sawNaN |= (N, oneBlockRow && blockPacked != null) switch
+                    {
+                        (2, true) => RowGroupPacked<TVec, TW, TwoTokens, ScaledTokens>(w, r, blockPacked),
+                        (3, true) => RowGroupPacked<TVec, TW, ThreeTokens, ScaledTokens>(w, r, blockPacked),
+                        (4, true) => RowGroupPacked<TVec, TW, FourTokens, ScaledTokens>(w, r, blockPacked),
+                        (5, true) => RowGroupPacked<TVec, TW, FiveTokens, ScaledTokens>(w, r, blockPacked),
+                        (6, true) => RowGroupPacked<TVec, TW, SixTokens, ScaledTokens>(w, r, blockPacked),
+                        (7, true) => RowGroupPacked<TVec, TW, SevenTokens, ScaledTokens>(w, r, blockPacked),
+                        (_, true) => RowGroupPacked<TVec, TW, EightTokens, ScaledTokens>(w, r, blockPacked),
+                        (2, false) => RowGroupPacked<TVec, TW, TwoTokens, ScaledWeights>(w, r, XPacked),
+                        (3, false) => RowGroupPacked<TVec, TW, ThreeTokens, ScaledWeights>(w, r, XPacked),
+                        (4, false) => RowGroupPacked<TVec, TW, FourTokens, ScaledWeights>(w, r, XPacked),
+                        (5, false) => RowGroupPacked<TVec, TW, FiveTokens, ScaledWeights>(w, r, XPacked),
+                        (6, false) => RowGroupPacked<TVec, TW, SixTokens, ScaledWeights>(w, r, XPacked),
+                        (7, false) => RowGroupPacked<TVec, TW, SevenTokens, ScaledWeights>(w, r, XPacked),
+                        (_, false) => RowGroupPacked<TVec, TW, EightTokens, ScaledWeights>(w, r, XPacked),
                     };
                     continue;
                 }
@@ -436,15 +457,46 @@ public static unsafe class MatMul
             }
         }
 
-        /// <summary>The four FP8 rows r..r+3 against the <typeparamref name="TN"/> packed tokens: two 2-row kernel calls.</summary>
+        /// <summary>The four FP8 rows r..r+3 against the <typeparamref name="TN"/> packed tokens (<paramref name="packed"/>, scaled as <typeparamref name="TS"/> says): two 2-row kernel calls.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private bool RowGroupPacked<TVec, TW, TN>(WeightMatrix w, int r)
-            where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
+        private bool RowGroupPacked<TVec, TW, TN, TS>(WeightMatrix w, int r, float* packed)
+            where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount where TS : struct, IPackedScaling
         {
             int rows = w.Rows;
             float* yt = Y + r;
-            bool first = Fp8Rows2TokensPacked<TVec, TW, TN>(w, r, XPacked, XPrescaled, XStride, Scales, rows, yt, ScanForNaN);
-            return Fp8Rows2TokensPacked<TVec, TW, TN>(w, r + 2, XPacked, XPrescaled, XStride, Scales, rows, yt + 2, ScanForNaN) | first;
+            bool first = Fp8Rows2TokensPacked<TVec, TW, TN, TS>(w, r, packed, XPrescaled, XStride, Scales, rows, yt, ScanForNaN);
+            return Fp8Rows2TokensPacked<TVec, TW, TN, TS>(w, r + 2, packed, XPrescaled, XStride, Scales, rows, yt + 2, ScanForNaN) | first;
+        }
+
+        /// <summary>
+        /// XPacked times the block row's scales (<paramref name="scaleRow"/>, the kernel's: × 2^20, taken back out here),
+        /// each step by its column block's, in this thread's buffer; null when that could overflow (|x · 2^100 · s| ≥ 2^127)
+        /// or x is not finite, where the kernel multiplies the weights by their scales instead.
+        /// </summary>
+        private float* ScaleForBlockRow(WeightMatrix w, float* scaleRow)
+        {
+            float maxScale = 0;
+            for (int b = 0; b < w.ScaleCols; b++)
+            {
+                maxScale = MathF.Max(maxScale, MathF.Abs(scaleRow[b]));
+            }
+            // Scaled tokens must stay finite where x is (and non-finite x keeps the route that multiplies weights).
+            if (!float.IsFinite(XPackedMaxAbs) || (double)XPackedMaxAbs * maxScale / WeightMatrix.Fp8KernelScaleFactor >= 1.7014118346046923e38)
+            {
+                return null;
+            }
+            int n = N, cols = w.Cols, blockCols = w.BlockCols, span = n * Simd512.Count * 4;
+            float* scaled = Grow(ref t_blockPacked, ref t_blockPackedLength, n * cols);
+            for (int c = 0; c < cols; c += span / n)
+            {
+                var factor = Vector512.Create(scaleRow[c / blockCols] * (1f / WeightMatrix.Fp8KernelScaleFactor));
+                float* src = XPacked + (long)n * c, dst = scaled + (long)n * c;
+                for (int k = 0; k < span; k += Simd512.Count)
+                {
+                    (Vector512.Load(src + k) * factor).Store(dst + k);
+                }
+            }
+            return scaled;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -606,20 +658,30 @@ public static unsafe class MatMul
     /// regrouped so that one step (4 · Count columns from c, in the step decode's order:
     /// <see cref="ISimd{TVec}.Fp8StepPermute"/>) of all tokens is contiguous, token t at packed + n · c + t · step.
     /// The multi-token kernel then reads every token vector of a step at a constant offset from one pointer,
-    /// instead of computing n token addresses per column vector, and decodes by steps.
+    /// instead of computing n token addresses per column vector, and decodes by steps. Returns max |x| (NaN when x holds a NaN or an infinity).
     /// </summary>
-    private static void PackTokens<TVec, TW>(float* x, int stride, int n, int cols, float* packed) where TVec : struct where TW : struct, ISimd<TVec>
+    private static float PackTokens<TVec, TW>(float* x, int stride, int n, int cols, float* packed) where TVec : struct where TW : struct, ISimd<TVec>
     {
         ReadOnlySpan<int> order = StepOrder<TVec, TW>.Source;
         int step = order.Length;
+        var maxAbs = TW.Zero;
+        var finite = TW.Zero; // v - v: 0 for finite values, NaN for NaN and infinities
         for (int t = 0; t < n; t++)
         {
             float* src = x + (long)t * stride;
             for (int c = 0; c < cols; c += step)
             {
-                TW.Fp8StepPermute(src + c, packed + (long)n * c + t * step, order);
+                float* dst = packed + (long)n * c + t * step;
+                TW.Fp8StepPermute(src + c, dst, order);
+                for (int k = 0; k < step; k += TW.Count)
+                {
+                    var v = TW.Load(dst + k);
+                    maxAbs = TW.Max(maxAbs, TW.Max(v, TW.Subtract(TW.Zero, v)));
+                    finite = TW.Add(finite, TW.Subtract(v, v));
+                }
             }
         }
+        return float.IsNaN(TW.Sum(finite)) ? float.NaN : TW.MaxAcross(maxAbs);
     }
 
     /// <summary>
@@ -932,7 +994,8 @@ public static unsafe class MatMul
     /// Two FP8 rows r, r+1 against <typeparamref name="TN"/> (2..8) prescaled tokens packed per step by
     /// <see cref="PackTokens"/> (<paramref name="packed"/>, the block's columns whole steps: <see cref="PackedStepsFit"/>):
     /// y[t · rows + j]. Per step each row's four vectors are decoded once (<see cref="ISimd{TVec}.Fp8Step"/>) and
-    /// scaled by their block's scale, then multiply-add against the TN tokens' vectors, all at constant offsets
+    /// scaled by their block's scale (or not, when <typeparamref name="TS"/> says the tokens carry the scales of the
+    /// rows' block row), then multiply-add against the TN tokens' vectors, all at constant offsets
     /// from one pointer: 2 · TN accumulators, the eight decoded vectors and one token vector in registers
     /// (8 tokens: 32-register machines). The 2-row kernel over x at a token stride spends a third of its
     /// instructions on token addresses and decodes column by column; against it (in-process A/B, Model S's
@@ -941,8 +1004,8 @@ public static unsafe class MatMul
     /// checked 2-row kernel over the column-order tokens <paramref name="xs"/> [TN, xStride].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool Fp8Rows2TokensPacked<TVec, TW, TN>(WeightMatrix w, int r, float* packed, float* xs, int xStride, float* scales, int rows, float* y, bool scan)
-        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount
+    private static bool Fp8Rows2TokensPacked<TVec, TW, TN, TS>(WeightMatrix w, int r, float* packed, float* xs, int xStride, float* scales, int rows, float* y, bool scan)
+        where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount where TS : struct, IPackedScaling
     {
         int n = TN.Value;
         int cols = w.Cols, blockCols = w.BlockCols, lanes = TW.Count, step = 4 * TW.Count;
@@ -976,16 +1039,16 @@ public static unsafe class MatMul
                 TW.Fp8Step(p0 + c, out var d0, out var d1, out var d2, out var d3);
                 TW.Fp8Step(p1 + c, out var e0, out var e1, out var e2, out var e3);
                 float* xc = packed + (long)n * c;
-                AccumulateTokens<TVec, TW, TN>(TW.Multiply(d0, scale0), TW.Multiply(e0, scale1), xc, step,
+                AccumulateTokens<TVec, TW, TN>(TS.InTokens ? d0 : TW.Multiply(d0, scale0), TS.InTokens ? e0 : TW.Multiply(e0, scale1), xc, step,
                     ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
                     ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
-                AccumulateTokens<TVec, TW, TN>(TW.Multiply(d1, scale0), TW.Multiply(e1, scale1), xc + lanes, step,
+                AccumulateTokens<TVec, TW, TN>(TS.InTokens ? d1 : TW.Multiply(d1, scale0), TS.InTokens ? e1 : TW.Multiply(e1, scale1), xc + lanes, step,
                     ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
                     ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
-                AccumulateTokens<TVec, TW, TN>(TW.Multiply(d2, scale0), TW.Multiply(e2, scale1), xc + 2 * lanes, step,
+                AccumulateTokens<TVec, TW, TN>(TS.InTokens ? d2 : TW.Multiply(d2, scale0), TS.InTokens ? e2 : TW.Multiply(e2, scale1), xc + 2 * lanes, step,
                     ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
                     ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
-                AccumulateTokens<TVec, TW, TN>(TW.Multiply(d3, scale0), TW.Multiply(e3, scale1), xc + 3 * lanes, step,
+                AccumulateTokens<TVec, TW, TN>(TS.InTokens ? d3 : TW.Multiply(d3, scale0), TS.InTokens ? e3 : TW.Multiply(e3, scale1), xc + 3 * lanes, step,
                     ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
                     ref a10, ref a11, ref a12, ref a13, ref a14, ref a15, ref a16, ref a17);
             }
@@ -995,10 +1058,12 @@ public static unsafe class MatMul
             Fp8Rows2Tokens<TVec, TW, TN>(w, r, xs, xStride, scales, rows, y, scan: false, checkedDecode: true);
             return true;
         }
-        StoreRows2(TW.Sum4(a00, a01, a02, a03), TW.Sum4(a10, a11, a12, a13), y, rows, 0, Math.Min(n, 4));
+        // Scales in the tokens leave the kernel's 2^20 (see WeightMatrix.Fp8KernelScaleFactor) to put back.
+        var back = Vector128.Create(TS.InTokens ? WeightMatrix.Fp8KernelScaleFactor : 1f);
+        StoreRows2(TW.Sum4(a00, a01, a02, a03) * back, TW.Sum4(a10, a11, a12, a13) * back, y, rows, 0, Math.Min(n, 4));
         if (n > 4)
         {
-            StoreRows2(TW.Sum4(a04, a05, a06, a07), TW.Sum4(a14, a15, a16, a17), y, rows, 4, n);
+            StoreRows2(TW.Sum4(a04, a05, a06, a07) * back, TW.Sum4(a14, a15, a16, a17) * back, y, rows, 4, n);
         }
         return false;
     }

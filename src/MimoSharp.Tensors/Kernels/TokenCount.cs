@@ -50,3 +50,22 @@ internal readonly struct EightTokens : ITokenCount
 {
     public static int Value => 8;
 }
+
+/// <summary>Where the packed FP8 kernel's block scales are: folded into the tokens, or multiplied into each decoded weight vector.</summary>
+internal interface IPackedScaling
+{
+    /// <summary>The packed tokens were multiplied by the rows' block-row scales (over 2^20): no multiply per weight vector.</summary>
+    static abstract bool InTokens { get; }
+}
+
+/// <summary>The tokens carry the block row's scales.</summary>
+internal readonly struct ScaledTokens : IPackedScaling
+{
+    public static bool InTokens => true;
+}
+
+/// <summary>Each decoded weight vector is multiplied by its block's scale.</summary>
+internal readonly struct ScaledWeights : IPackedScaling
+{
+    public static bool InTokens => false;
+}
