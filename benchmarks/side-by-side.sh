@@ -42,6 +42,7 @@ done
 
 if [ ! -f "$WORK/mimo2-q8_0.gguf" ] || [ ! -f "$WORK/mimo2-q4_0.gguf" ]; then
   [ -d "$GGUF_PY" ] || { echo "side-by-side.sh: no gguf-py at $GGUF_PY (set GGUF_PY to llama.cpp's gguf-py directory)" >&2; exit 2; }
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "side-by-side.sh: /usr/bin/python3 has no numpy, which writing the GGUF needs (Debian: apt-get install python3-numpy)" >&2; exit 2; }
   PYTHONPATH="$GGUF_PY" /usr/bin/python3 "$HERE/peer/config_to_gguf.py" "$WORK/small/config.json" "$WORK/mimo2-f32.gguf"
   for t in Q8_0 Q4_0; do
     "$BIN/llama-quantize" "$WORK/mimo2-f32.gguf" "$WORK/mimo2-${t,,}.gguf" "$t" > "$WORK/quantize-$t.log" 2>&1
