@@ -369,22 +369,16 @@ public static unsafe class MatMul
                         blockPacked = ScaleForBlockRow(w, scaleRow);
                         blockPackedFor = scaleRow;
                     }
-                    sawNaN |= (N, oneBlockRow && blockPacked != null) switch
+                    float* scaledTokens = oneBlockRow ? blockPacked : null;
+                    sawNaN |= N switch
                     {
-                        (2, true) => RowGroupPacked<TVec, TW, TwoTokens, ScaledTokens>(w, r, blockPacked),
-                        (3, true) => RowGroupPacked<TVec, TW, ThreeTokens, ScaledTokens>(w, r, blockPacked),
-                        (4, true) => RowGroupPacked<TVec, TW, FourTokens, ScaledTokens>(w, r, blockPacked),
-                        (5, true) => RowGroupPacked<TVec, TW, FiveTokens, ScaledTokens>(w, r, blockPacked),
-                        (6, true) => RowGroupPacked<TVec, TW, SixTokens, ScaledTokens>(w, r, blockPacked),
-                        (7, true) => RowGroupPacked<TVec, TW, SevenTokens, ScaledTokens>(w, r, blockPacked),
-                        (_, true) => RowGroupPacked<TVec, TW, EightTokens, ScaledTokens>(w, r, blockPacked),
-                        (2, false) => RowGroupPacked<TVec, TW, TwoTokens, ScaledWeights>(w, r, XPacked),
-                        (3, false) => RowGroupPacked<TVec, TW, ThreeTokens, ScaledWeights>(w, r, XPacked),
-                        (4, false) => RowGroupPacked<TVec, TW, FourTokens, ScaledWeights>(w, r, XPacked),
-                        (5, false) => RowGroupPacked<TVec, TW, FiveTokens, ScaledWeights>(w, r, XPacked),
-                        (6, false) => RowGroupPacked<TVec, TW, SixTokens, ScaledWeights>(w, r, XPacked),
-                        (7, false) => RowGroupPacked<TVec, TW, SevenTokens, ScaledWeights>(w, r, XPacked),
-                        (_, false) => RowGroupPacked<TVec, TW, EightTokens, ScaledWeights>(w, r, XPacked),
+                        2 => RowGroupPacked<TVec, TW, TwoTokens>(w, r, scaledTokens),
+                        3 => RowGroupPacked<TVec, TW, ThreeTokens>(w, r, scaledTokens),
+                        4 => RowGroupPacked<TVec, TW, FourTokens>(w, r, scaledTokens),
+                        5 => RowGroupPacked<TVec, TW, FiveTokens>(w, r, scaledTokens),
+                        6 => RowGroupPacked<TVec, TW, SixTokens>(w, r, scaledTokens),
+                        7 => RowGroupPacked<TVec, TW, SevenTokens>(w, r, scaledTokens),
+                        _ => RowGroupPacked<TVec, TW, EightTokens>(w, r, scaledTokens),
                     };
                     continue;
                 }
@@ -456,6 +450,17 @@ public static unsafe class MatMul
                 return false;
             }
         }
+
+        /// <summary>
+        /// The four FP8 rows r..r+3 against the <typeparamref name="TN"/> packed tokens: those scaled for the rows'
+        /// block row (<paramref name="scaledTokens"/>), or XPacked with the weights scaled in the kernel when that is null.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private bool RowGroupPacked<TVec, TW, TN>(WeightMatrix w, int r, float* scaledTokens)
+            where TVec : struct where TW : struct, ISimd<TVec> where TN : struct, ITokenCount =>
+            scaledTokens != null
+                ? RowGroupPacked<TVec, TW, TN, ScaledTokens>(w, r, scaledTokens)
+                : RowGroupPacked<TVec, TW, TN, ScaledWeights>(w, r, XPacked);
 
         /// <summary>The four FP8 rows r..r+3 against the <typeparamref name="TN"/> packed tokens (<paramref name="packed"/>, scaled as <typeparamref name="TS"/> says): two 2-row kernel calls.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
