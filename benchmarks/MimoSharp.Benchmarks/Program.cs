@@ -4,9 +4,14 @@ using BenchmarkDotNet.Running;
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- accuracy MODEL_DIR [PROMPTS] [PROMPT_TOKENS] [GEN_TOKENS] [ISA]
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- mtp MODEL_DIR DATA_DIR [PROMPTS] [PROMPT_TOKENS] [GEN_TOKENS] [ROUNDS] [THREADS]
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- step-cost MODEL_DIR [PROMPT] [ITERATIONS] [THREADS]
+// dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-bandwidth [MB] [REPS] [THREADS]
 if (args.Length > 1 && args[0] == "step-cost")
 {
     return MimoSharp.Benchmarks.Speculative.StepCost.Run(args);
+}
+if (args.Length > 0 && args[0] == "product-bandwidth")
+{
+    return MimoSharp.Benchmarks.Kernels.ProductBandwidth.Run(args);
 }
 if (args.Length > 2 && args[0] == "mtp")
 {

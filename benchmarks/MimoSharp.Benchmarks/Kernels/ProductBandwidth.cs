@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using System.Globalization;
+using MimoSharp.Tensors;
+using MimoSharp.Tensors.Kernels;
+using MimoSharp.Tensors.Storage;
+using MimoSharp.Tensors.Threading;
+
+namespace MimoSharp.Benchmarks.Kernels;
+
+/// <summary>
+/// How close one-token products come to the machine's read bandwidth, by shape and thread count. A decode step is
+/// hundreds of products, and the gap between its bandwidth and the probe's is either in the kernels or around them
+/// (the fixed cost of splitting a small product over the threads). Each shape gets distinct random matrices, MB in
+/// all (well past the last-level cache), in one file read into memory as the model loader holds weights (huge pages
+/// where the kernel gives them), run back to back. Passes interleave the shapes, the thread counts and a probe, so
+/// all see the same drift (bandwidth swings 2x within minutes here).
+/// Usage: dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-bandwidth [MB=160] [REPS=4] [THREADS=cores]
+/// </summary>
+internal static class ProductBandwidth
+{
+    private static readonly (DType DType, int Rows, int Cols, string What)[] Shapes =
+    [
+        (DType.F8E4M3, 256, 1024, "Model S v_proj"),
+        (DType.F8E4M3, 512, 1024, "Model S expert gate/up"),
+        (DType.F8E4M3, 3072, 1024, "Model S q_proj"),
+        (DType.F8E4M3, 8192, 1024, "large FP8"),
+        (DType.BF16, 1024, 2048, "Model S o_proj"),
+        (DType.BF16, 32000, 1024, "Model S lm_head"),
+    ];
+
+    public static int Run(string[] args)
+    {
+        long totalBytes = (args.Length > 1 ? long.Parse(args[1], CultureInfo.InvariantCulture) : 160) << 20;
+        int reps = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 4;
+        int threads = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : Environment.ProcessorCount;
+        using var pool = new WorkerPool(threads);
+        using var single = new WorkerPool(1);
+        WorkerPool[] pools = threads > 1 ? [single, pool] : [single];
+        var random = new Random(11);
+        string dir = Path.Combine(Path.GetTempPath(), $"mimo-product-bandwidth-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        var files = new List<LoadedFile>();
+        try
+        {
+            var sets = new WeightMatrix[Shapes.Length][];
+            for (int k = 0; k < Shapes.Length; k++)
+            {
+                (DType dtype, int rows, int cols, _) = Shapes[k];
+                long perMatrix = (long)rows * cols * DTypes.SizeOf(dtype);
+                int count = (int)Math.Max(2, totalBytes / perMatrix);
+                string path = Path.Combine(dir, $"shape{k}.bin");
+                WriteRandomCodes(path, dtype, perMatrix, count, random);
+                var file = new LoadedFile(path);
+                files.Add(file);
+                File.Delete(path);
+                const int block = 128;
+                float[] scales = Enumerable.Repeat(1f / 64, (rows + block - 1) / block * ((cols + block - 1) / block)).ToArray();
+                sets[k] = Enumerable.Range(0, count).Select(i => dtype == DType.F8E4M3
+                    ? WeightMatrix.Fp8(file, i * perMatrix, rows, cols, scales, block, block)
+                    : WeightMatrix.Dense(file, i * perMatrix, dtype, rows, cols)).ToArray();
+            }
+            Console.WriteLine($"{KernelIsas.Widest}, {totalBytes >> 20} MB of matrices per shape (huge pages: {files[0].HugePages}); GB/s over {reps} passes after a warm-up");
+            var seconds = new double[Shapes.Length, pools.Length];
+            double probeSum = 0;
+            float[] x = Enumerable.Range(0, 32768).Select(c => (float)Math.Sin(c + 1)).ToArray();
+            var y = new float[32768];
+            for (int rep = 0; rep <= reps; rep++)
+            {
+                for (int k = 0; k < Shapes.Length; k++)
+                {
+                    for (int p = 0; p < pools.Length; p++)
+                    {
+                        WeightMatrix[] set = sets[k];
+                        // Wake the pool's workers first: while the other variant ran they went to sleep, and waking a
+                        // halted vCPU of this kind of VM takes up to milliseconds (a cold pool's first products run on
+                        // the caller alone, which measured a 2-thread q_proj at 1-thread speed).
+                        long wake = Stopwatch.GetTimestamp();
+                        while (Stopwatch.GetElapsedTime(wake).TotalMilliseconds < 5)
+                        {
+                            MatMul.Multiply(set[0], x.AsSpan(0, set[0].Cols), y, 1, pools[p]);
+                        }
+                        long start = Stopwatch.GetTimestamp();
+                        foreach (WeightMatrix w in set)
+                        {
+                            MatMul.Multiply(w, x.AsSpan(0, w.Cols), y, 1, pools[p]);
+                        }
+                        if (rep > 0)
+                        {
+                            seconds[k, p] += Stopwatch.GetElapsedTime(start).TotalSeconds;
+                        }
+                    }
+                }
+                if (rep > 0)
+                {
+                    probeSum += MemoryProbe.ReadBandwidth(pool, 1L << 28, passes: 1);
+                }
+            }
+            double probe = probeSum / reps / 1e9;
+            Console.WriteLine($"probe ({threads} threads, mean of {reps}, one per pass): {probe:F1} GB/s");
+            for (int k = 0; k < Shapes.Length; k++)
+            {
+                (DType dtype, int rows, int cols, string what) = Shapes[k];
+                double bytes = (double)sets[k].Length * reps * sets[k][0].BytesRead;
+                string line = $"{dtype,-7} {rows,6} x {cols,-5} {what,-24}";
+                for (int p = 0; p < pools.Length; p++)
+                {
+                    double rate = bytes / seconds[k, p] / 1e9;
+                    line += $"  {pools[p].ThreadCount} thread(s): {rate,5:F1} GB/s ({rate / probe,4:P0}), {seconds[k, p] / (sets[k].Length * reps) * 1e6,7:F1} us";
+                }
+                Console.WriteLine(line);
+            }
+            return 0;
+        }
+        finally
+        {
+            foreach (LoadedFile file in files)
+            {
+                file.Dispose();
+            }
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>count matrices of random finite codes: FP8 without NaN or subnormal codes, or positive normal BF16 in [0.5, 8).</summary>
+    private static void WriteRandomCodes(string path, DType dtype, long perMatrix, int count, Random random)
+    {
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
+        var bytes = new byte[perMatrix];
+        for (int m = 0; m < count; m++)
+        {
+            random.NextBytes(bytes);
+            if (dtype == DType.BF16)
+            {
+                for (int i = 1; i < bytes.Length; i += 2)
+                {
+                    bytes[i] = (byte)(0x3F + (bytes[i] & 1)); // sign 0, exponent 126..129
+                }
+            }
+            else
+            {
+                for (int i = 0; i < bytes.Length; i++)
+                {
+                    int magnitude = bytes[i] & 0x7F;
+                    magnitude = magnitude == 0x7F ? 0x7E : magnitude < 0x08 ? magnitude | 0x08 : magnitude;
+                    bytes[i] = (byte)((bytes[i] & 0x80) | magnitude);
+                }
+            }
+            stream.Write(bytes);
+        }
+    }
+}
