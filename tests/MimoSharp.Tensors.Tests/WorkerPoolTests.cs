@@ -68,4 +68,38 @@ public sealed class WorkerPoolTests
             }
         });
     }
+
+    /// <summary>Two items; the first to start waits (up to 2 s) for another thread to start the other one.</summary>
+    private sealed class RendezvousJob : IParallelJob
+    {
+        private int _started;
+        public readonly int[] Threads = new int[2];
+
+        public void Execute(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                Threads[i] = Environment.CurrentManagedThreadId;
+                if (Interlocked.Increment(ref _started) == 1)
+                {
+                    SpinWait.SpinUntil(() => Volatile.Read(ref _started) > 1, TimeSpan.FromSeconds(2));
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void AWorkerThatWentToSleepJoinsTheNextRun()
+    {
+        // Between runs the worker spins briefly, then sleeps; a run must wake it (a missed wake-up leaves the
+        // caller to do every chunk alone, which here shows as one thread doing both items after a 2 s wait).
+        using var pool = new WorkerPool(2);
+        for (int run = 0; run < 20; run++)
+        {
+            Thread.Sleep(5);
+            var job = new RendezvousJob();
+            pool.Run(job, 2, 1);
+            Assert.NotEqual(job.Threads[0], job.Threads[1]);
+        }
+    }
 }

@@ -177,12 +177,15 @@ public sealed class WorkerPool : IDisposable
             {
                 lock (_sleepLock)
                 {
-                    _sleepers++;
+                    // Interlocked: a full fence between this store and the read of _generation below. With a plain
+                    // increment x86 may let that read pass the store, so that a Run publishing in between reads
+                    // _sleepers == 0 and does not pulse, and this worker sleeps through that run.
+                    Interlocked.Increment(ref _sleepers);
                     while ((generation = Volatile.Read(ref _generation)) == seen && !_disposed)
                     {
                         Monitor.Wait(_sleepLock);
                     }
-                    _sleepers--;
+                    Interlocked.Decrement(ref _sleepers);
                 }
             }
             if (_disposed)
