@@ -62,8 +62,8 @@ internal static class ProductBandwidth
             Console.WriteLine($"{KernelIsas.Widest}, {totalBytes >> 20} MB of matrices per shape (huge pages: {files[0].HugePages}); GB/s over {reps} passes after a warm-up");
             var seconds = new double[Shapes.Length, pools.Length];
             double probeSum = 0;
-            float[] x = Enumerable.Range(0, 32768).Select(c => (float)Math.Sin(c + 1)).ToArray();
-            var y = new float[32768];
+            float[] x = Enumerable.Range(0, Shapes.Max(s => s.Cols)).Select(c => (float)Math.Sin(c + 1)).ToArray();
+            var y = new float[Shapes.Max(s => s.Rows)];
             for (int rep = 0; rep <= reps; rep++)
             {
                 for (int k = 0; k < Shapes.Length; k++)
