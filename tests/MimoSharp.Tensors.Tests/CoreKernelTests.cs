@@ -235,6 +235,38 @@ public sealed class CoreKernelTests
         }
     }
 
+    [Fact]
+    public void Fp8ProductsOfActivationsBeyondThePrescaleRangeMatchTheTwinOnEveryPath()
+    {
+        // The one-token and multi-token FP8 kernels prescale x by 2^100, which overflows from |x| = 2^28 on (a silent NaN
+        // before): such x takes a smaller prescale and y the difference. From 2^27 (the switch) to 1e30, every route.
+        var random = new Random(29);
+        using var pool = new WorkerPool(2);
+        foreach (KernelIsa isa in KernelIsas.Supported)
+        {
+            foreach ((int rows, int cols, int block) in new[] { (8, 1024, 128), (37, 256, 128), (22, 192, 64), (6, 161, 32) })
+            {
+                WeightMatrix w = RandomMatrix(DType.F8E4M3, rows, cols, block, random);
+                foreach (int n in new[] { 1, 2, 3, 5, 8, 13 })
+                {
+                    foreach (double magnitude in new[] { 134217728.0, 3e8, 1e20, 1e30 })
+                    {
+                        float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)((random.NextDouble() * 2 - 1) * magnitude)).ToArray();
+                        x[random.Next(x.Length)] = (float)magnitude; // the largest |x| at least the magnitude itself
+                        var y = new float[n * rows];
+                        MatMul.Multiply(w, x, y, n, pool, new KernelMode(isa));
+                        (double[] expected, double[] absSum) = NaiveMatMul(w, x, n);
+                        for (int i = 0; i < y.Length; i++)
+                        {
+                            Assert.True(float.IsFinite(y[i]) && Math.Abs(expected[i] - y[i]) <= 2e-6 * absSum[i] + 1e-12,
+                                $"{isa} [{rows}x{cols}] n {n} x ~{magnitude} at {i}: expected {expected[i]}, got {y[i]}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private static readonly (int Rows, int Cols, int Block)[] Shapes =
         [(1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32), (8, 1024, 128), (6, 161, 32), (4, 31, 32), (13, 95, 32), (37, 256, 128), (22, 192, 64)];
 

@@ -148,6 +148,31 @@ public sealed class VectorMathTests
 
     [Theory]
     [MemberData(nameof(Lengths))]
+    public void MaxAbsIsTheLargestMagnitudeOnEveryPath(int n)
+    {
+        var random = new Random(n + 5);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            // Magnitudes over the whole float range, both signs; the largest anywhere (ragged tail included); infinities in one trial.
+            float[] x = Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-140, 128)))).ToArray();
+            if (trial == 3)
+            {
+                x[random.Next(n)] = float.NegativeInfinity;
+            }
+            float expected = x.Max(v => Math.Abs(v));
+            foreach (KernelIsa isa in Paths)
+            {
+                Assert.Equal(expected, VectorMath.MaxAbs(x, isa));
+            }
+        }
+        foreach (KernelIsa isa in Paths)
+        {
+            Assert.Equal(0f, VectorMath.MaxAbs(new float[n], isa));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
     public void ArgMaxIsTheFirstLargestOnEveryPathPassingOverNaN(int n)
     {
         var random = new Random(n);

@@ -24,6 +24,8 @@ namespace MimoSharp.Tensors.Kernels;
 /// into a float32 whose value is decode(b)·2^-120 (subnormal codes land on float subnormals, still
 /// exact; the NaN codes 0x7F/0xFF are turned into NaN by a compare). x is prescaled by 2^100 and each
 /// block's scale by 2^20, so no per-weight multiply remains and the products stay in the normal float range.
+/// Where max|x| ≥ 2^27 the prescale would overflow, so it drops to 2^(100 - s) and y is multiplied by 2^s after
+/// (both powers of two: exact).
 /// (.NET exposes no F16C intrinsic, so the FP16 route, a shift into half-precision bits and vcvtph2ps,
 /// is not available to C#.)
 /// </para>
@@ -33,6 +35,8 @@ namespace MimoSharp.Tensors.Kernels;
 public static unsafe class MatMul
 {
     private const float XPrescale = 1.2676506e30f; // 2^100
+    /// <summary>Below this |x|, x · 2^100 stays below 2^127.</summary>
+    private const float XPrescaleLimit = 134217728f; // 2^27
     private const int RowGroup = 4;
     private const int Group = WeightMatrix.GroupSize;
     /// <summary>Up to this many tokens, each weight vector is decoded once in registers and used for every token.</summary>
@@ -111,11 +115,14 @@ public static unsafe class MatMul
             job.XCodes = null;
             job.XScales = null;
             job.XStride = weight.Cols;
+            int headroom = weight.DType == DType.F8E4M3 && route is Route.Fused or Route.FusedTokens
+                ? PrescaleHeadroom(VectorMath.MaxAbs(px, checked(n * weight.Cols), isa)) : 0;
+            float prescale = headroom == 0 ? XPrescale : MathF.ScaleB(1f, 100 - headroom);
             if (route == Route.Fused && weight.DType == DType.F8E4M3)
             {
                 // The calling thread's buffer, kept between calls: no allocation per product.
                 job.XPrescaled = PrescaleBuffer(weight.Cols);
-                VectorMath.ScaleInto(px, XPrescale, job.XPrescaled, weight.Cols, isa);
+                VectorMath.ScaleInto(px, prescale, job.XPrescaled, weight.Cols, isa);
                 PermuteForSteps(job, weight, 1, isa);
             }
             else if (route == Route.FusedTokens)
@@ -124,7 +131,7 @@ public static unsafe class MatMul
                 // stride of a multiple of 4 KB (1024 columns) the tokens' vectors at one column share an
                 // L1 set, and the 8-token kernel's eight of them with the two weight rows overflow its ways.
                 int stride = PaddedTokenStride(weight.Cols);
-                float factor = weight.DType == DType.F8E4M3 ? XPrescale : 1f;
+                float factor = weight.DType == DType.F8E4M3 ? prescale : 1f;
                 job.XPrescaled = PrescaleBuffer(checked(n * stride));
                 job.XStride = stride;
                 for (int t = 0; t < n; t++)
@@ -163,6 +170,10 @@ public static unsafe class MatMul
             {
                 job.Weight = null;
             }
+            if (headroom > 0)
+            {
+                VectorMath.ScaleInto(py, MathF.ScaleB(1f, headroom), py, checked(n * weight.Rows), isa);
+            }
             if (route is Route.Fused or Route.FusedTokens && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
             {
                 // Every row group of the matrix was scanned (the ragged ends and tail rows decode checked).
@@ -170,6 +181,13 @@ public static unsafe class MatMul
             }
         }
     }
+
+    /// <summary>
+    /// s such that max|x| · 2^(100 - s) stays below 2^127: 0 up to 2^27 (the usual 2^100 prescale), and for an x that
+    /// is not finite (its infinities and NaNs propagate through the products as they would unscaled).
+    /// </summary>
+    private static int PrescaleHeadroom(float maxAbs) =>
+        maxAbs < XPrescaleLimit || !float.IsFinite(maxAbs) ? 0 : MathF.ILogB(maxAbs) - 26;
 
     /// <summary>
     /// x [cols] as int8 codes per group of 32 (the last group zero-padded to 32) and one scale per group:
