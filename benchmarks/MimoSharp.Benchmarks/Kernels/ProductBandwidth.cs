@@ -24,6 +24,9 @@ internal static class ProductBandwidth
         (DType.F8E4M3, 512, 1024, "Model S expert gate/up"),
         (DType.F8E4M3, 3072, 1024, "Model S q_proj"),
         (DType.F8E4M3, 8192, 1024, "large FP8"),
+        (DType.I8, 512, 1024, "Q8_0 expert gate/up"),
+        (DType.I8, 3072, 1024, "Q8_0 q_proj"),
+        (DType.I8, 8192, 1024, "large Q8_0"),
         (DType.BF16, 1024, 2048, "Model S o_proj"),
         (DType.BF16, 32000, 1024, "Model S lm_head"),
     ];
@@ -55,9 +58,13 @@ internal static class ProductBandwidth
                 File.Delete(path);
                 const int block = 128;
                 float[] scales = Enumerable.Repeat(1f / 64, (rows + block - 1) / block * ((cols + block - 1) / block)).ToArray();
-                sets[k] = Enumerable.Range(0, count).Select(i => dtype == DType.F8E4M3
-                    ? WeightMatrix.Fp8(file, i * perMatrix, rows, cols, scales, block, block)
-                    : WeightMatrix.Dense(file, i * perMatrix, dtype, rows, cols)).ToArray();
+                float[] groupScales = dtype == DType.I8 ? Enumerable.Repeat(1f / 64, rows * ((cols + WeightMatrix.GroupSize - 1) / WeightMatrix.GroupSize)).ToArray() : [];
+                sets[k] = Enumerable.Range(0, count).Select(i => dtype switch
+                {
+                    DType.F8E4M3 => WeightMatrix.Fp8(file, i * perMatrix, rows, cols, scales, block, block),
+                    DType.I8 => WeightMatrix.Q8(file, i * perMatrix, rows, cols, groupScales),
+                    _ => WeightMatrix.Dense(file, i * perMatrix, dtype, rows, cols),
+                }).ToArray();
             }
             Console.WriteLine($"{KernelIsas.Widest}, {totalBytes >> 20} MB of matrices per shape (huge pages: {files[0].HugePages}); GB/s over {reps} passes after a warm-up");
             var seconds = new double[Shapes.Length, pools.Length];
@@ -121,7 +128,7 @@ internal static class ProductBandwidth
         }
     }
 
-    /// <summary>count matrices of random finite codes: FP8 without NaN or subnormal codes, or positive normal BF16 in [0.5, 8).</summary>
+    /// <summary>count matrices of random finite codes: FP8 without NaN or subnormal codes, positive normal BF16 in [0.5, 8), or any I8 codes.</summary>
     private static void WriteRandomCodes(string path, DType dtype, long perMatrix, int count, Random random)
     {
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
@@ -136,7 +143,7 @@ internal static class ProductBandwidth
                     bytes[i] = (byte)(0x3F + (bytes[i] & 1)); // sign 0, exponent 126..129
                 }
             }
-            else
+            else if (dtype == DType.F8E4M3)
             {
                 for (int i = 0; i < bytes.Length; i++)
                 {
