@@ -148,7 +148,7 @@ public sealed class VectorMathTests
 
     [Theory]
     [MemberData(nameof(Lengths))]
-    public void MaxAbsIsTheLargestMagnitudeOnEveryPath(int n)
+    public void MaxAbsAndTheScaledMaxAbsAreTheLargestMagnitudeOnEveryPath(int n)
     {
         var random = new Random(n + 5);
         for (int trial = 0; trial < 10; trial++)
@@ -160,9 +160,13 @@ public sealed class VectorMathTests
                 x[random.Next(n)] = float.NegativeInfinity;
             }
             float expected = x.Max(v => Math.Abs(v));
+            float[] scaled = x.Select(v => v * 0.75f).ToArray();
             foreach (KernelIsa isa in Paths)
             {
                 Assert.Equal(expected, VectorMath.MaxAbs(x, isa));
+                var y = new float[n];
+                Assert.Equal(scaled.Max(v => Math.Abs(v)), VectorMath.ScaleIntoMaxAbs(x, 0.75f, y, isa));
+                Assert.Equal(scaled, y);
             }
         }
         foreach (KernelIsa isa in Paths)

@@ -24,7 +24,7 @@ namespace MimoSharp.Tensors.Kernels;
 /// into a float32 whose value is decode(b)·2^-120 (subnormal codes land on float subnormals, still
 /// exact; the NaN codes 0x7F/0xFF are turned into NaN by a compare). x is prescaled by 2^100 and each
 /// block's scale by 2^20, so no per-weight multiply remains and the products stay in the normal float range.
-/// Where max|x| ≥ 2^27 the prescale would overflow, so it drops to 2^(100 - s) and y is multiplied by 2^s after
+/// Where max|x| ≥ 2^28 that overflows, so the prescale drops to 2^(100 - s) and y is multiplied by 2^s after
 /// (both powers of two: exact).
 /// (.NET exposes no F16C intrinsic, so the FP16 route, a shift into half-precision bits and vcvtph2ps,
 /// is not available to C#.)
@@ -115,14 +115,12 @@ public static unsafe class MatMul
             job.XCodes = null;
             job.XScales = null;
             job.XStride = weight.Cols;
-            int headroom = weight.DType == DType.F8E4M3 && route is Route.Fused or Route.FusedTokens
-                ? PrescaleHeadroom(VectorMath.MaxAbs(px, checked(n * weight.Cols), isa)) : 0;
-            float prescale = headroom == 0 ? XPrescale : MathF.ScaleB(1f, 100 - headroom);
+            int headroom = 0; // FP8 with max|x| ≥ 2^28: y is to be multiplied by 2^headroom (see PrescaleFp8)
             if (route == Route.Fused && weight.DType == DType.F8E4M3)
             {
                 // The calling thread's buffer, kept between calls: no allocation per product.
                 job.XPrescaled = PrescaleBuffer(weight.Cols);
-                VectorMath.ScaleInto(px, prescale, job.XPrescaled, weight.Cols, isa);
+                headroom = PrescaleFp8(px, 1, weight.Cols, job.XPrescaled, weight.Cols, isa);
                 PermuteForSteps(job, weight, 1, isa);
             }
             else if (route == Route.FusedTokens)
@@ -131,12 +129,18 @@ public static unsafe class MatMul
                 // stride of a multiple of 4 KB (1024 columns) the tokens' vectors at one column share an
                 // L1 set, and the 8-token kernel's eight of them with the two weight rows overflow its ways.
                 int stride = PaddedTokenStride(weight.Cols);
-                float factor = weight.DType == DType.F8E4M3 ? prescale : 1f;
                 job.XPrescaled = PrescaleBuffer(checked(n * stride));
                 job.XStride = stride;
-                for (int t = 0; t < n; t++)
+                if (weight.DType == DType.F8E4M3)
                 {
-                    VectorMath.ScaleInto(px + (long)t * weight.Cols, factor, job.XPrescaled + (long)t * stride, weight.Cols, isa);
+                    headroom = PrescaleFp8(px, n, weight.Cols, job.XPrescaled, stride, isa);
+                }
+                else
+                {
+                    for (int t = 0; t < n; t++)
+                    {
+                        new ReadOnlySpan<float>(px + (long)t * weight.Cols, weight.Cols).CopyTo(new Span<float>(job.XPrescaled + (long)t * stride, weight.Cols));
+                    }
                 }
                 if (n >= MinPackedTokens && isa == KernelIsa.Vector512 && PackedStepsFit<Vector512<float>, Simd512>(weight))
                 {
@@ -183,8 +187,36 @@ public static unsafe class MatMul
     }
 
     /// <summary>
-    /// s such that max|x| · 2^(100 - s) stays below 2^127: 0 up to 2^27 (the usual 2^100 prescale), and for an x that
-    /// is not finite (its infinities and NaNs propagate through the products as they would unscaled).
+    /// The FP8 kernels' x: tokens x [n, cols] times 2^100 into dst [n, stride]. Where that overflows (a finite
+    /// max|x| ≥ 2^28) times 2^(100 - s) instead, with s = <see cref="PrescaleHeadroom"/>, and returns s: the products
+    /// are then 2^s too small (powers of two: exact). An x that is not finite keeps 2^100 (its infinities and NaNs
+    /// propagate as they would unscaled). The common case is one pass: the scaled maximum is checked as it is written.
+    /// </summary>
+    private static int PrescaleFp8(float* x, int n, int cols, float* dst, int stride, KernelIsa isa)
+    {
+        float max = 0;
+        for (int t = 0; t < n; t++)
+        {
+            max = MathF.Max(max, VectorMath.ScaleIntoMaxAbs(x + (long)t * cols, XPrescale, dst + (long)t * stride, cols, isa));
+        }
+        if (float.IsFinite(max))
+        {
+            return 0;
+        }
+        int headroom = PrescaleHeadroom(VectorMath.MaxAbs(x, checked(n * cols), isa));
+        if (headroom > 0)
+        {
+            float factor = MathF.ScaleB(1f, 100 - headroom);
+            for (int t = 0; t < n; t++)
+            {
+                VectorMath.ScaleInto(x + (long)t * cols, factor, dst + (long)t * stride, cols, isa);
+            }
+        }
+        return headroom;
+    }
+
+    /// <summary>
+    /// s such that max|x| · 2^(100 - s) stays below 2^127: 0 below 2^27, and for an x that is not finite.
     /// </summary>
     private static int PrescaleHeadroom(float maxAbs) =>
         maxAbs < XPrescaleLimit || !float.IsFinite(maxAbs) ? 0 : MathF.ILogB(maxAbs) - 26;

@@ -109,6 +109,54 @@ public static unsafe class VectorMath
         return max;
     }
 
+    internal static float ScaleIntoMaxAbs(ReadOnlySpan<float> x, float alpha, Span<float> y, KernelIsa isa = KernelIsa.Auto)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(y.Length, x.Length);
+        fixed (float* px = x, py = y)
+        {
+            return ScaleIntoMaxAbs(px, alpha, py, x.Length, KernelIsas.Resolve(isa));
+        }
+    }
+
+    /// <summary>y[i] = alpha * x[i], returning max |y[i]| (0 for n == 0); NaN in y may or may not win, as in <see cref="MaxAbs(float*, int, KernelIsa)"/>.</summary>
+    internal static float ScaleIntoMaxAbs(float* x, float alpha, float* y, int n, KernelIsa isa)
+    {
+        switch (isa)
+        {
+            case KernelIsa.Vector512: return ScaleIntoMaxAbs<Vector512<float>, Simd512>(x, alpha, y, n);
+            case KernelIsa.Vector256: return ScaleIntoMaxAbs<Vector256<float>, Simd256>(x, alpha, y, n);
+            case KernelIsa.Vector128: return ScaleIntoMaxAbs<Vector128<float>, Simd128>(x, alpha, y, n);
+            default:
+                ScaleInto(x, alpha, y, n, isa);
+                return MaxAbsTail(y, 0, n, 0f);
+        }
+    }
+
+    /// <summary>Two vectors per iteration into two maxima, so the max chain (4 cycles a link) does not bound the loop.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float ScaleIntoMaxAbs<TVec, TW>(float* x, float alpha, float* y, int n) where TVec : struct where TW : struct, ISimd<TVec>
+    {
+        int i = 0;
+        var a = TW.Splat(alpha);
+        var max0 = TW.Zero;
+        var max1 = TW.Zero;
+        for (; i + 2 * TW.Count <= n; i += 2 * TW.Count)
+        {
+            var v0 = TW.Multiply(TW.Load(x + i), a);
+            var v1 = TW.Multiply(TW.Load(x + i + TW.Count), a);
+            TW.Store(v0, y + i);
+            TW.Store(v1, y + i + TW.Count);
+            max0 = TW.Max(max0, TW.Max(v0, TW.Subtract(TW.Zero, v0)));
+            max1 = TW.Max(max1, TW.Max(v1, TW.Subtract(TW.Zero, v1)));
+        }
+        int tail = i;
+        for (; i < n; i++)
+        {
+            y[i] = x[i] * alpha;
+        }
+        return MaxAbsTail(y, tail, n, TW.MaxAcross(TW.Max(max0, max1)));
+    }
+
     /// <summary>y[i] = alpha * x[i] (x and y may be the same).</summary>
     internal static void ScaleInto(float* x, float alpha, float* y, int n, KernelIsa isa)
     {
