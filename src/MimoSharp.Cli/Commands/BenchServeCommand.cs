@@ -150,10 +150,10 @@ internal static class BenchServeCommand
                 else
                 {
                     output.WriteLine($"{baseUrl} ({parse.GetValue(api)}, model {bench.Model}): {n} requests per level, {p} prompt + {g} generated tokens each");
-                    output.WriteLine("conc  ok/fail   req/s   out tok/s   TTFT p50/p99 ms   ITL p50/p99 ms   TPOT p50 ms   E2E p50/p99 s   cache hit");
+                    output.WriteLine("conc  ok/fail   req/s   out tok/s   TTFT p50/p90/p99 ms       ITL p50/p90/p99 ms      TPOT p50/p90/p99 ms     E2E p50/p99 s   cache hit");
                     foreach (ServeLevelResult r in results)
                     {
-                        output.WriteLine($"{r.Concurrency,4}  {r.Completed,3}/{r.Failed,-3} {r.RequestsPerSecond,7:F2} {r.OutputTokensPerSecond,10:F1}   {Ms(r.Ttft.P50),7}/{Ms(r.Ttft.P99),-7}  {Ms(r.Itl.P50),6}/{Ms(r.Itl.P99),-7}  {Ms(r.Tpot.P50),10}   {r.E2e.P50,6:F2}/{r.E2e.P99,-6:F2}  {r.PrefixCacheHitRate,8:P0}");
+                        output.WriteLine($"{r.Concurrency,4}  {r.Completed,3}/{r.Failed,-3} {r.RequestsPerSecond,7:F2} {r.OutputTokensPerSecond,10:F1}   {Percentiles(r.Ttft),-24}  {Percentiles(r.Itl),-22}  {Percentiles(r.Tpot),-22}  {r.E2e.P50,6:F2}/{r.E2e.P99,-6:F2}  {r.PrefixCacheHitRate,8:P0}");
                         foreach (string error in r.Errors)
                         {
                             output.WriteLine($"      failed: {error}");
@@ -172,6 +172,8 @@ internal static class BenchServeCommand
         });
         return command;
     }
+
+    private static string Percentiles(LatencySummary s) => $"{Ms(s.P50)}/{Ms(s.P90)}/{Ms(s.P99)}";
 
     private static object Summary(LatencySummary s) => new { mean = s.Mean, p50 = s.P50, p90 = s.P90, p99 = s.P99, count = s.Count };
 
