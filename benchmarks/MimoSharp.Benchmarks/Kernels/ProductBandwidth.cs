@@ -14,7 +14,7 @@ namespace MimoSharp.Benchmarks.Kernels;
 /// all (well past the last-level cache), in one file read into memory as the model loader holds weights (huge pages
 /// where the kernel gives them), run back to back. Passes interleave the shapes, the thread counts and a probe, so
 /// all see the same drift (bandwidth swings 2x within minutes here).
-/// Usage: dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-bandwidth [MB=160] [REPS=4] [THREADS=cores]
+/// Usage: dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-bandwidth [MB=160] [REPS=4] [THREADS=cores] [ISA=Auto]
 /// </summary>
 internal static class ProductBandwidth
 {
@@ -36,6 +36,7 @@ internal static class ProductBandwidth
         long totalBytes = (args.Length > 1 ? long.Parse(args[1], CultureInfo.InvariantCulture) : 160) << 20;
         int reps = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 4;
         int threads = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : Environment.ProcessorCount;
+        var mode = new KernelMode(args.Length > 4 ? Enum.Parse<KernelIsa>(args[4], ignoreCase: true) : KernelIsa.Auto);
         using var pool = new WorkerPool(threads);
         using var single = new WorkerPool(1);
         WorkerPool[] pools = threads > 1 ? [single, pool] : [single];
@@ -58,15 +59,16 @@ internal static class ProductBandwidth
                 File.Delete(path);
                 const int block = 128;
                 float[] scales = Enumerable.Repeat(1f / 64, (rows + block - 1) / block * ((cols + block - 1) / block)).ToArray();
-                float[] groupScales = dtype == DType.I8 ? Enumerable.Repeat(1f / 64, rows * ((cols + WeightMatrix.GroupSize - 1) / WeightMatrix.GroupSize)).ToArray() : [];
+                int groupScales = rows * ((cols + WeightMatrix.GroupSize - 1) / WeightMatrix.GroupSize);
                 sets[k] = Enumerable.Range(0, count).Select(i => dtype switch
                 {
                     DType.F8E4M3 => WeightMatrix.Fp8(file, i * perMatrix, rows, cols, scales, block, block),
-                    DType.I8 => WeightMatrix.Q8(file, i * perMatrix, rows, cols, groupScales),
+                    // Q8_0 scales are an eighth of the codes' bytes: each matrix its own, so they come from memory as in a model.
+                    DType.I8 => WeightMatrix.Q8(file, i * perMatrix, rows, cols, Enumerable.Repeat(1f / 64, groupScales).ToArray()),
                     _ => WeightMatrix.Dense(file, i * perMatrix, dtype, rows, cols),
                 }).ToArray();
             }
-            Console.WriteLine($"{KernelIsas.Widest}, {totalBytes >> 20} MB of matrices per shape (huge pages: {files[0].HugePages}); GB/s over {reps} passes after a warm-up");
+            Console.WriteLine($"{mode.ResolvedIsa}, {totalBytes >> 20} MB of matrices per shape (huge pages: {files[0].HugePages}); GB/s over {reps} passes after a warm-up");
             var seconds = new double[Shapes.Length, pools.Length];
             double probeSum = 0;
             float[] x = Enumerable.Range(0, Shapes.Max(s => s.Cols)).Select(c => (float)Math.Sin(c + 1)).ToArray();
@@ -84,12 +86,12 @@ internal static class ProductBandwidth
                         long wake = Stopwatch.GetTimestamp();
                         while (Stopwatch.GetElapsedTime(wake).TotalMilliseconds < 5)
                         {
-                            MatMul.Multiply(set[0], x.AsSpan(0, set[0].Cols), y, 1, pools[p]);
+                            MatMul.Multiply(set[0], x.AsSpan(0, set[0].Cols), y, 1, pools[p], mode);
                         }
                         long start = Stopwatch.GetTimestamp();
                         foreach (WeightMatrix w in set)
                         {
-                            MatMul.Multiply(w, x.AsSpan(0, w.Cols), y, 1, pools[p]);
+                            MatMul.Multiply(w, x.AsSpan(0, w.Cols), y, 1, pools[p], mode);
                         }
                         if (rep > 0)
                         {
