@@ -203,7 +203,13 @@ public static unsafe class MatMul
         {
             return 0;
         }
-        int headroom = PrescaleHeadroom(VectorMath.MaxAbs(x, checked(n * cols), isa));
+        // Rare: max|x| itself, from a copy into dst (rewritten below when the prescale changes).
+        float maxAbs = 0;
+        for (int t = 0; t < n; t++)
+        {
+            maxAbs = MathF.Max(maxAbs, VectorMath.ScaleIntoMaxAbs(x + (long)t * cols, 1f, dst + (long)t * stride, cols, isa));
+        }
+        int headroom = PrescaleHeadroom(maxAbs);
         if (headroom > 0)
         {
             float factor = MathF.ScaleB(1f, 100 - headroom);

@@ -69,37 +69,6 @@ public static unsafe class VectorMath
         return sum;
     }
 
-    /// <summary>max |x[i]| over n floats (0 for n == 0). Exact on every path (a max does not round); a NaN may or may not
-    /// win over the finite values, as the vector max orders it.</summary>
-    internal static float MaxAbs(ReadOnlySpan<float> x, KernelIsa isa = KernelIsa.Auto)
-    {
-        fixed (float* p = x)
-        {
-            return MaxAbs(p, x.Length, KernelIsas.Resolve(isa));
-        }
-    }
-
-    internal static float MaxAbs(float* x, int n, KernelIsa isa) => isa switch
-    {
-        KernelIsa.Vector512 => MaxAbs<Vector512<float>, Simd512>(x, n),
-        KernelIsa.Vector256 => MaxAbs<Vector256<float>, Simd256>(x, n),
-        KernelIsa.Vector128 => MaxAbs<Vector128<float>, Simd128>(x, n),
-        _ => MaxAbsTail(x, 0, n, 0f),
-    };
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float MaxAbs<TVec, TW>(float* x, int n) where TVec : struct where TW : struct, ISimd<TVec>
-    {
-        int i = 0;
-        var max = TW.Zero;
-        for (; i + TW.Count <= n; i += TW.Count)
-        {
-            var v = TW.Load(x + i);
-            max = TW.Max(max, TW.Max(v, TW.Subtract(TW.Zero, v)));
-        }
-        return MaxAbsTail(x, i, n, i > 0 ? TW.MaxAcross(max) : 0f);
-    }
-
     private static float MaxAbsTail(float* x, int start, int n, float max)
     {
         for (int i = start; i < n; i++)
@@ -118,7 +87,10 @@ public static unsafe class VectorMath
         }
     }
 
-    /// <summary>y[i] = alpha * x[i], returning max |y[i]| (0 for n == 0); NaN in y may or may not win, as in <see cref="MaxAbs(float*, int, KernelIsa)"/>.</summary>
+    /// <summary>
+    /// y[i] = alpha * x[i], returning max |y[i]| (0 for n == 0): exact on every path (a max does not round); a NaN in y
+    /// may or may not win over the finite values, as the vector max orders it. With alpha = 1, max |x| (and a copy).
+    /// </summary>
     internal static float ScaleIntoMaxAbs(float* x, float alpha, float* y, int n, KernelIsa isa)
     {
         switch (isa)
