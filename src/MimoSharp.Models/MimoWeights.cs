@@ -53,7 +53,12 @@ public sealed partial class MimoWeights
     {
         int h = config.HiddenSize;
         var block = derived.Fp8BlockSize;
-        WeightMatrix Matrix(string prefix, int rows, int cols) => checkpoint.ReadMatrix(prefix, rows, cols, block);
+        WeightMatrix Matrix(string prefix, int rows, int cols)
+        {
+            WeightMatrix matrix = checkpoint.ReadMatrix(prefix, rows, cols, block);
+            matrix.SeparateSubnormals(); // FP8: no float32 denormals for the kernels (Fp8Subnormals says why)
+            return matrix;
+        }
         float[] Vector(string name, int length) => checkpoint.ReadFloats(name, length);
 
         AttentionWeights Attention(string prefix, AttentionGeometry g) => new(

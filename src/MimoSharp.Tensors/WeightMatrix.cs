@@ -201,7 +201,37 @@ public sealed unsafe class WeightMatrix
     /// </summary>
     internal Fp8NaNCodes NaNCodes { get; set; }
 
-    /// <summary>The raw stored bytes of one row.</summary>
+    /// <summary>The subnormal weights taken out of the codes by <see cref="SeparateSubnormals"/>, or null.</summary>
+    internal Fp8Subnormals? Subnormals { get; private set; }
+
+    /// <summary>
+    /// For an FP8 matrix in writable storage: moves its subnormal codes into <see cref="Subnormals"/> (the codes
+    /// read zero after), so that no kernel decodes a float32 denormal (see <see cref="Fp8Subnormals"/>). Products
+    /// and <see cref="DequantizeRow"/> give the same values as before, summed in another order. Call it once the
+    /// matrix is built and before it is shared; a second matrix over the same bytes gets the same entries.
+    /// Other formats, and read-only mappings, are left as they are.
+    /// </summary>
+    public void SeparateSubnormals()
+    {
+        if (DType != DType.F8E4M3 || !_storage.Writable)
+        {
+            return;
+        }
+        lock (_storage.SeparatedSubnormals)
+        {
+            if (!_storage.SeparatedSubnormals.TryGetValue(_offset, out Fp8Subnormals? separated))
+            {
+                separated = Fp8Subnormals.Separate(RowPointer(0), Rows, Cols, _scales, BlockRows, BlockCols);
+                if (separated is not null)
+                {
+                    _storage.SeparatedSubnormals[_offset] = separated;
+                }
+            }
+            Subnormals = separated;
+        }
+    }
+
+    /// <summary>The raw stored bytes of one row (after <see cref="SeparateSubnormals"/>, zero where a subnormal code was).</summary>
     public ReadOnlySpan<byte> RowBytes(int row)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(row);
@@ -222,6 +252,7 @@ public sealed unsafe class WeightMatrix
         fixed (float* dst = destination)
         {
             DequantizeRowUnchecked(row, dst, isa);
+            Subnormals?.WriteRow(row, dst);
         }
     }
 

@@ -267,6 +267,90 @@ public sealed class CoreKernelTests
         }
     }
 
+    [Fact]
+    public void Fp8ProductsWithSubnormalsSeparatedMatchTheTwinOfTheOriginalCodesOnEveryPath()
+    {
+        // Subnormal E4M3 codes decode to float32 denormals, which cost a microcode assist per multiply-add; the loader
+        // moves them out of the codes (Fp8Subnormals). The products and dequantized rows must not change: the twin reads
+        // an untouched copy of the codes. Random codes hold every value, about 5% of them subnormal.
+        var random = new Random(31);
+        using var pool = new WorkerPool(2);
+        foreach ((int rows, int cols, int block) in new[] { (8, 1024, 128), (37, 256, 128), (22, 192, 64), (6, 161, 32), (3, 7, 32), (70, 129, 128) })
+        {
+            WeightMatrix original = RandomMatrix(DType.F8E4M3, rows, cols, block, random);
+            var copy = new NativeBuffer((long)rows * cols);
+            for (int r = 0; r < rows; r++)
+            {
+                original.RowBytes(r).CopyTo(copy.AsSpan().Slice(r * cols, cols));
+            }
+            WeightMatrix separated = WeightMatrix.Fp8(copy, 0, rows, cols, original.Scales.ToArray(), block, block);
+            int subnormal = Enumerable.Range(0, rows).Sum(r => original.RowBytes(r).ToArray().Count(Fp8Subnormals.IsSubnormal));
+            Assert.True(subnormal > 0, $"[{rows}x{cols}]: the random codes hold no subnormal");
+            separated.SeparateSubnormals();
+            Assert.Equal(subnormal, separated.Subnormals?.Count ?? 0);
+            for (int r = 0; r < rows; r++)
+            {
+                ReadOnlySpan<byte> before = original.RowBytes(r), after = separated.RowBytes(r);
+                for (int c = 0; c < cols; c++)
+                {
+                    Assert.Equal(Fp8Subnormals.IsSubnormal(before[c]) ? (byte)0 : before[c], after[c]);
+                }
+            }
+            // A second matrix over the same bytes (a tied weight) gets the same entries, though its codes now read zero.
+            WeightMatrix tied = WeightMatrix.Fp8(copy, 0, rows, cols, original.Scales.ToArray(), block, block);
+            tied.SeparateSubnormals();
+            Assert.Same(separated.Subnormals, tied.Subnormals);
+            foreach (KernelIsa isa in KernelIsas.Supported)
+            {
+                var expectedRow = new float[cols];
+                var actualRow = new float[cols];
+                for (int r = 0; r < rows; r++)
+                {
+                    original.DequantizeRow(r, expectedRow, isa);
+                    separated.DequantizeRow(r, actualRow, isa);
+                    Assert.True(expectedRow.AsSpan().SequenceEqual(actualRow), $"{isa} [{rows}x{cols}] row {r}: the dequantized row changed");
+                }
+                foreach (int n in new[] { 1, 2, 3, 4, 5, 8, 9, 13 })
+                {
+                    float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+                    var y = new float[n * rows];
+                    MatMul.Multiply(separated, x, y, n, pool, new KernelMode(isa));
+                    (double[] expected, double[] absSum) = NaiveMatMul(original, x, n);
+                    for (int i = 0; i < y.Length; i++)
+                    {
+                        Assert.True(Math.Abs(expected[i] - y[i]) <= 2e-6 * absSum[i] + 1e-12,
+                            $"{isa} [{rows}x{cols}] n {n} at {i}: expected {expected[i]}, got {y[i]}");
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void SeparatingSubnormalsLeavesReadOnlyStorageAndOtherFormatsAlone()
+    {
+        var random = new Random(37);
+        WeightMatrix bf16 = RandomMatrix(DType.BF16, 4, 64, 32, random);
+        byte[] before = bf16.RowBytes(0).ToArray();
+        bf16.SeparateSubnormals();
+        Assert.Null(bf16.Subnormals);
+        Assert.Equal(before, bf16.RowBytes(0).ToArray());
+        string path = Path.Combine(Path.GetTempPath(), $"mimo-subnormal-{Guid.NewGuid():N}.bin");
+        try
+        {
+            File.WriteAllBytes(path, [0x01, 0x02, 0x87, 0x40, 0x05, 0x06, 0x07, 0x08]); // 0x01, 0x02, 0x87, 0x05.. are subnormal
+            using var mapped = new MappedFile(path);
+            WeightMatrix w = WeightMatrix.Fp8(mapped, 0, 2, 4, [1f], 128, 128);
+            w.SeparateSubnormals();
+            Assert.Null(w.Subnormals);
+            Assert.Equal(0x01, w.RowBytes(0)[0]);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static readonly (int Rows, int Cols, int Block)[] Shapes =
         [(1, 1, 32), (3, 7, 32), (5, 16, 16), (17, 33, 32), (64, 100, 96), (70, 129, 128), (9, 257, 128), (33, 64, 32), (8, 1024, 128), (6, 161, 32), (4, 31, 32), (13, 95, 32), (37, 256, 128), (22, 192, 64)];
 

@@ -178,6 +178,8 @@ public static unsafe class MatMul
             {
                 VectorMath.ScaleInto(py, MathF.ScaleB(1f, headroom), py, checked(n * weight.Rows), isa);
             }
+            // The subnormal weights, kept out of the codes so that no kernel multiplies a float32 denormal (see Fp8Subnormals).
+            weight.Subnormals?.AddProducts(px, n, weight.Cols, py, weight.Rows);
             if (route is Route.Fused or Route.FusedTokens && weight.DType == DType.F8E4M3 && weight.NaNCodes == Fp8NaNCodes.Unknown)
             {
                 // Every row group of the matrix was scanned (the ragged ends and tail rows decode checked).

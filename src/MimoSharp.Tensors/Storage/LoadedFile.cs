@@ -107,6 +107,8 @@ public sealed unsafe class LoadedFile : WeightStorage
 
     public override long Length => _length;
 
+    internal override bool Writable => true;
+
     internal override byte* Pointer
     {
         get

@@ -26,6 +26,8 @@ public sealed unsafe class NativeBuffer : WeightStorage
 
     public override long Length => _length;
 
+    internal override bool Writable => true;
+
     internal override byte* Pointer
     {
         get

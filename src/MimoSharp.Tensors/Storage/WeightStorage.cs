@@ -12,6 +12,15 @@ public abstract unsafe class WeightStorage : IDisposable
     /// <summary>Start of the bytes. Valid until <see cref="Dispose()"/>.</summary>
     internal abstract byte* Pointer { get; }
 
+    /// <summary>Whether the bytes are this process's own memory (a read copy or an allocation), not a read-only file mapping.</summary>
+    internal virtual bool Writable => false;
+
+    /// <summary>
+    /// The FP8 subnormal codes taken out of this storage, by the byte offset of their matrix (see
+    /// <see cref="WeightMatrix.SeparateSubnormals"/>): a second matrix over the same bytes (a tied weight) finds them here.
+    /// </summary>
+    internal Dictionary<long, Fp8Subnormals> SeparatedSubnormals { get; } = [];
+
     /// <summary>A read-only view of [offset, offset+length); throws if it leaves the storage.</summary>
     public ReadOnlySpan<byte> Slice(long offset, int length)
     {
