@@ -196,7 +196,7 @@ public sealed unsafe class WeightMatrix
     /// What the FP8 decode kernels have learnt of this matrix's NaN codes (0x7F / 0xFF):
     /// <see cref="Fp8NaNCodes.Unknown"/> until a one-token product has scanned every row, then
     /// <see cref="Fp8NaNCodes.None"/> (later products skip the scan) or <see cref="Fp8NaNCodes.Some"/>.
-    /// A weight matrix's codes are never written after it is built (checkpoint weights), which is what
+    /// A weight matrix's codes are never written once it is built and its subnormals separated (checkpoint weights), which is what
     /// makes the answer of one scan hold for every later product.
     /// </summary>
     internal Fp8NaNCodes NaNCodes { get; set; }
