@@ -15,12 +15,18 @@ namespace MimoSharp.Tensors;
 public sealed unsafe class Fp8Subnormals
 {
     private readonly int[] _rowStart; // entries of row r: [_rowStart[r], _rowStart[r + 1])
+    private readonly int[] _rows;     // each entry's row: the products visit the entries only, not every row
     private readonly int[] _cols;
     private readonly float[] _values; // the weight: decode(code) · its block's scale, as the table dequantization rounds it
 
     private Fp8Subnormals(int[] rowStart, int[] cols, float[] values)
     {
         _rowStart = rowStart;
+        _rows = new int[values.Length];
+        for (int r = 0; r + 1 < rowStart.Length; r++)
+        {
+            _rows.AsSpan(rowStart[r], rowStart[r + 1] - rowStart[r]).Fill(r);
+        }
         _cols = cols;
         _values = values;
     }
@@ -82,16 +88,14 @@ public sealed unsafe class Fp8Subnormals
     /// <summary>y [n, rows] += x [n, cols] · Sᵀ, S the separated weights.</summary>
     internal void AddProducts(float* x, int n, int cols, float* y, int rows)
     {
-        for (int r = 0; r < rows; r++)
+        // Runs on every product, in the decode loop: a walk over the entries (about 1 in 10,000 weights), not the rows.
+        for (int i = 0; i < _values.Length; i++)
         {
-            for (int i = _rowStart[r], end = _rowStart[r + 1]; i < end; i++)
+            int r = _rows[i], col = _cols[i];
+            float w = _values[i];
+            for (int t = 0; t < n; t++)
             {
-                int col = _cols[i];
-                float w = _values[i];
-                for (int t = 0; t < n; t++)
-                {
-                    y[(long)t * rows + r] += w * x[(long)t * cols + col];
-                }
+                y[(long)t * rows + r] += w * x[(long)t * cols + col];
             }
         }
     }
