@@ -5,6 +5,7 @@ using BenchmarkDotNet.Running;
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- mtp MODEL_DIR DATA_DIR [PROMPTS] [PROMPT_TOKENS] [GEN_TOKENS] [ROUNDS] [THREADS]
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- step-cost MODEL_DIR [PROMPT] [ITERATIONS] [THREADS]
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-bandwidth [MB] [REPS] [THREADS]
+// dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-compute [MILLISECONDS] [ISA]
 if (args.Length > 1 && args[0] == "step-cost")
 {
     return MimoSharp.Benchmarks.Speculative.StepCost.Run(args);
@@ -12,6 +13,10 @@ if (args.Length > 1 && args[0] == "step-cost")
 if (args.Length > 0 && args[0] == "product-bandwidth")
 {
     return MimoSharp.Benchmarks.Kernels.ProductBandwidth.Run(args);
+}
+if (args.Length > 0 && args[0] == "product-compute")
+{
+    return MimoSharp.Benchmarks.Kernels.ProductCompute.Run(args);
 }
 if (args.Length > 2 && args[0] == "mtp")
 {

@@ -876,6 +876,7 @@ public static unsafe class MatMul
         var acc2 = TW.Zero;
         var acc3 = TW.Zero;
         var seen = TW.Zero;
+        TW.Fp8StepConstants(out var k0, out var k1);
         float tail0 = 0, tail1 = 0, tail2 = 0, tail3 = 0;
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
@@ -914,18 +915,26 @@ public static unsafe class MatMul
                 var x1 = TW.Load(xp + c + lanes);
                 var x2 = TW.Load(xp + c + 2 * lanes);
                 var x3 = TW.Load(xp + c + 3 * lanes);
-                TW.Fp8Step(p0 + c, out var d0, out var d1, out var d2, out var d3);
-                b0 = TW.Fma(d2, x2, TW.Fma(d0, x0, b0));
-                e0 = TW.Fma(d3, x3, TW.Fma(d1, x1, e0));
-                TW.Fp8Step(p1 + c, out d0, out d1, out d2, out d3);
-                b1 = TW.Fma(d2, x2, TW.Fma(d0, x0, b1));
-                e1 = TW.Fma(d3, x3, TW.Fma(d1, x1, e1));
-                TW.Fp8Step(p2 + c, out d0, out d1, out d2, out d3);
-                b2 = TW.Fma(d2, x2, TW.Fma(d0, x0, b2));
-                e2 = TW.Fma(d3, x3, TW.Fma(d1, x1, e2));
-                TW.Fp8Step(p3 + c, out d0, out d1, out d2, out d3);
-                b3 = TW.Fma(d2, x2, TW.Fma(d0, x0, b3));
-                e3 = TW.Fma(d3, x3, TW.Fma(d1, x1, e3));
+                TW.Fp8Step(p0 + c, k0, k1, out var d0, out var d1, out var d2, out var d3);
+                b0 = TW.Fma(d0, x0, b0);
+                e0 = TW.Fma(d1, x1, e0);
+                b0 = TW.Fma(d2, x2, b0);
+                e0 = TW.Fma(d3, x3, e0);
+                TW.Fp8Step(p1 + c, k0, k1, out d0, out d1, out d2, out d3);
+                b1 = TW.Fma(d0, x0, b1);
+                e1 = TW.Fma(d1, x1, e1);
+                b1 = TW.Fma(d2, x2, b1);
+                e1 = TW.Fma(d3, x3, e1);
+                TW.Fp8Step(p2 + c, k0, k1, out d0, out d1, out d2, out d3);
+                b2 = TW.Fma(d0, x0, b2);
+                e2 = TW.Fma(d1, x1, e2);
+                b2 = TW.Fma(d2, x2, b2);
+                e2 = TW.Fma(d3, x3, e2);
+                TW.Fp8Step(p3 + c, k0, k1, out d0, out d1, out d2, out d3);
+                b3 = TW.Fma(d0, x0, b3);
+                e3 = TW.Fma(d1, x1, e3);
+                b3 = TW.Fma(d2, x2, b3);
+                e3 = TW.Fma(d3, x3, e3);
             }
             // The block's ragged end (blocks narrower than a step, or not a multiple of one), or all of it when
             // checkedDecode: the checked decode.
@@ -1081,6 +1090,7 @@ public static unsafe class MatMul
         var a10 = TW.Zero; var a11 = TW.Zero; var a12 = TW.Zero; var a13 = TW.Zero;
         var a14 = TW.Zero; var a15 = TW.Zero; var a16 = TW.Zero; var a17 = TW.Zero;
         var seen = TW.Zero;
+        TW.Fp8StepConstants(out var k0, out var k1);
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
@@ -1099,8 +1109,8 @@ public static unsafe class MatMul
                     seen = TW.Fp8NaNScan(p0 + c, seen);
                     seen = TW.Fp8NaNScan(p1 + c, seen);
                 }
-                TW.Fp8Step(p0 + c, out var d0, out var d1, out var d2, out var d3);
-                TW.Fp8Step(p1 + c, out var e0, out var e1, out var e2, out var e3);
+                TW.Fp8Step(p0 + c, k0, k1, out var d0, out var d1, out var d2, out var d3);
+                TW.Fp8Step(p1 + c, k0, k1, out var e0, out var e1, out var e2, out var e3);
                 float* xc = packed + (long)n * c;
                 AccumulateTokens<TVec, TW, TN>(TS.InTokens ? d0 : TW.Multiply(d0, scale0), TS.InTokens ? e0 : TW.Multiply(e0, scale1), xc, step,
                     ref a00, ref a01, ref a02, ref a03, ref a04, ref a05, ref a06, ref a07,
@@ -1158,6 +1168,7 @@ public static unsafe class MatMul
         var acc20 = TW.Zero; var acc21 = TW.Zero; var acc30 = TW.Zero; var acc31 = TW.Zero;
         var seen = TW.Zero;
         Vector128<float> tail0 = default, tail1 = default; // rows 0..3 of token 0 and of token 1: the blocks' scalar ends
+        TW.Fp8StepConstants(out var k0, out var k1);
         for (int b = 0, start = 0; start < cols; b++, start += blockCols)
         {
             int end = Math.Min(start + blockCols, cols);
@@ -1193,16 +1204,16 @@ public static unsafe class MatMul
                 var yb = TW.Load(xp1 + c + lanes);
                 var yc = TW.Load(xp1 + c + 2 * lanes);
                 var yd = TW.Load(xp1 + c + 3 * lanes);
-                TW.Fp8Step(p0 + c, out var d0, out var d1, out var d2, out var d3);
+                TW.Fp8Step(p0 + c, k0, k1, out var d0, out var d1, out var d2, out var d3);
                 b00 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b00))));
                 b01 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b01))));
-                TW.Fp8Step(p1 + c, out d0, out d1, out d2, out d3);
+                TW.Fp8Step(p1 + c, k0, k1, out d0, out d1, out d2, out d3);
                 b10 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b10))));
                 b11 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b11))));
-                TW.Fp8Step(p2 + c, out d0, out d1, out d2, out d3);
+                TW.Fp8Step(p2 + c, k0, k1, out d0, out d1, out d2, out d3);
                 b20 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b20))));
                 b21 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b21))));
-                TW.Fp8Step(p3 + c, out d0, out d1, out d2, out d3);
+                TW.Fp8Step(p3 + c, k0, k1, out d0, out d1, out d2, out d3);
                 b30 = TW.Fma(d3, xd, TW.Fma(d2, xc, TW.Fma(d1, xb, TW.Fma(d0, xa, b30))));
                 b31 = TW.Fma(d3, yd, TW.Fma(d2, yc, TW.Fma(d1, yb, TW.Fma(d0, ya, b31))));
             }
