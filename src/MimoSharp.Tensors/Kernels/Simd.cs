@@ -65,6 +65,8 @@ internal unsafe interface ISimd<TVec> where TVec : struct
     static abstract void Fp8Step(byte* p, TVec first, TVec second, out TVec v0, out TVec v1, out TVec v2, out TVec v3);
     /// <summary>The two constants <see cref="Fp8Step"/> reads (GFNI: its two bit matrices; unused elsewhere), made once per kernel call.</summary>
     static abstract void Fp8StepConstants(out TVec first, out TVec second);
+    /// <summary>Whether <see cref="Fp8Step"/> is two <see cref="Fp8Pair"/>s (at p and p + 2 · Count), as everywhere without GFNI.</summary>
+    static abstract bool Fp8StepIsTwoPairs { get; }
     /// <summary>Which of the 4 · Count codes at p element i of <see cref="Fp8Step"/>'s v0..v3 holds (v = i / Count).</summary>
     static abstract int Fp8StepCode(int i);
     /// <summary>
@@ -235,6 +237,8 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
         Fp8Pair(p + 32, out v2, out v3);
     }
 
+    public static bool Fp8StepIsTwoPairs => !Gfni.V512.IsSupported;
+
     public static int Fp8StepCode(int i) => Gfni.V512.IsSupported ? SimdConstants.GfniStepCode(i, 16) : SimdConstants.TwoPairStepCode(i, Fp8PairCode(i % 32), 16);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -362,6 +366,8 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>, IInt8Dot<Vector256<flo
         Fp8Pair(p, out v0, out v1);
         Fp8Pair(p + 16, out v2, out v3);
     }
+
+    public static bool Fp8StepIsTwoPairs => !Gfni.V256.IsSupported;
 
     public static int Fp8StepCode(int i) => Gfni.V256.IsSupported ? SimdConstants.GfniStepCode(i, 8) : SimdConstants.TwoPairStepCode(i, Fp8PairCode(i % 16), 8);
 
@@ -527,6 +533,8 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>, IInt8Dot<Vector128<flo
 
     public static int Fp8PairCode(int i) => i;
 
+
+    public static bool Fp8StepIsTwoPairs => true;
 
     public static int Fp8StepCode(int i) => i;
 
