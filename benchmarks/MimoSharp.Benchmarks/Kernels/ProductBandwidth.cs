@@ -130,31 +130,37 @@ internal static class ProductBandwidth
         }
     }
 
-    /// <summary>count matrices of random finite codes: FP8 without NaN or subnormal codes, positive normal BF16 in [0.5, 8), or any I8 codes.</summary>
+    /// <summary>count matrices of random finite codes (<see cref="RandomCodes"/>).</summary>
     private static void WriteRandomCodes(string path, DType dtype, long perMatrix, int count, Random random)
     {
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
         var bytes = new byte[perMatrix];
         for (int m = 0; m < count; m++)
         {
-            random.NextBytes(bytes);
-            if (dtype == DType.BF16)
-            {
-                for (int i = 1; i < bytes.Length; i += 2)
-                {
-                    bytes[i] = (byte)(0x3F + (bytes[i] & 1)); // sign 0, exponent 126..129
-                }
-            }
-            else if (dtype == DType.F8E4M3)
-            {
-                for (int i = 0; i < bytes.Length; i++)
-                {
-                    int magnitude = bytes[i] & 0x7F;
-                    magnitude = magnitude == 0x7F ? 0x7E : magnitude < 0x08 ? magnitude | 0x08 : magnitude;
-                    bytes[i] = (byte)((bytes[i] & 0x80) | magnitude);
-                }
-            }
+            RandomCodes(dtype, bytes, random);
             stream.Write(bytes);
+        }
+    }
+
+    /// <summary>Random finite codes: FP8 without NaN or subnormal codes, positive normal BF16 in [0.5, 8), or any I8 codes.</summary>
+    internal static void RandomCodes(DType dtype, Span<byte> bytes, Random random)
+    {
+        random.NextBytes(bytes);
+        if (dtype == DType.BF16)
+        {
+            for (int i = 1; i < bytes.Length; i += 2)
+            {
+                bytes[i] = (byte)(0x3F + (bytes[i] & 1)); // sign 0, exponent 126..129
+            }
+        }
+        else if (dtype == DType.F8E4M3)
+        {
+            for (int i = 0; i < bytes.Length; i++)
+            {
+                int magnitude = bytes[i] & 0x7F;
+                magnitude = magnitude == 0x7F ? 0x7E : magnitude < 0x08 ? magnitude | 0x08 : magnitude;
+                bytes[i] = (byte)((bytes[i] & 0x80) | magnitude);
+            }
         }
     }
 }

@@ -71,20 +71,7 @@ internal static class ProductCompute
     private static WeightMatrix RandomMatrix(DType dtype, int rows, int cols, Random random)
     {
         var bytes = new byte[(long)rows * cols * DTypes.SizeOf(dtype)];
-        random.NextBytes(bytes);
-        for (int i = 0; i < bytes.Length; i++)
-        {
-            if (dtype == DType.F8E4M3)
-            {
-                int magnitude = bytes[i] & 0x7F;
-                magnitude = magnitude == 0x7F ? 0x7E : magnitude < 0x08 ? magnitude | 0x08 : magnitude; // no NaN or subnormal codes
-                bytes[i] = (byte)((bytes[i] & 0x80) | magnitude);
-            }
-            else if (dtype == DType.BF16 && i % 2 == 1)
-            {
-                bytes[i] = (byte)(0x3F + (bytes[i] & 1));
-            }
-        }
+        ProductBandwidth.RandomCodes(dtype, bytes, random);
         const int block = 128;
         var storage = NativeBuffer.From(bytes); // lives as long as the process: a benchmark
         return dtype switch
