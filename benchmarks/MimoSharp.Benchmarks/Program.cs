@@ -5,7 +5,7 @@ using BenchmarkDotNet.Running;
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- mtp MODEL_DIR DATA_DIR [PROMPTS] [PROMPT_TOKENS] [GEN_TOKENS] [ROUNDS] [THREADS]
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- step-cost MODEL_DIR [PROMPT] [ITERATIONS] [THREADS]
 // dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-bandwidth [MB] [REPS] [THREADS]
-// dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-compute [MILLISECONDS] [ISA]
+// dotnet run -c Release --project benchmarks/MimoSharp.Benchmarks -- product-compute [MILLISECONDS] [ISA] [TOKENS] [SHAPES]
 if (args.Length > 1 && args[0] == "step-cost")
 {
     return MimoSharp.Benchmarks.Speculative.StepCost.Run(args);

@@ -57,16 +57,7 @@ internal static class ProductBandwidth
                 var file = new LoadedFile(path);
                 files.Add(file);
                 File.Delete(path);
-                const int block = 128;
-                float[] scales = Enumerable.Repeat(1f / 64, (rows + block - 1) / block * ((cols + block - 1) / block)).ToArray();
-                int groupScales = rows * ((cols + WeightMatrix.GroupSize - 1) / WeightMatrix.GroupSize);
-                sets[k] = Enumerable.Range(0, count).Select(i => dtype switch
-                {
-                    DType.F8E4M3 => WeightMatrix.Fp8(file, i * perMatrix, rows, cols, scales, block, block),
-                    // Q8_0 scales are an eighth of the codes' bytes: each matrix its own, so they come from memory as in a model.
-                    DType.I8 => WeightMatrix.Q8(file, i * perMatrix, rows, cols, Enumerable.Repeat(1f / 64, groupScales).ToArray()),
-                    _ => WeightMatrix.Dense(file, i * perMatrix, dtype, rows, cols),
-                }).ToArray();
+                sets[k] = Enumerable.Range(0, count).Select(i => Matrix(dtype, file, i * perMatrix, rows, cols)).ToArray();
             }
             Console.WriteLine($"{mode.ResolvedIsa}, {totalBytes >> 20} MB of matrices per shape (huge pages: {files[0].HugePages}); GB/s over {reps} passes after a warm-up");
             var seconds = new double[Shapes.Length, pools.Length];
@@ -128,6 +119,23 @@ internal static class ProductBandwidth
             }
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// The matrix over codes at <paramref name="offset"/>, every scale 1/64: FP8 in 128 x 128 blocks, Q8_0 per 32. Each
+    /// matrix its own scales (Q8_0's are an eighth of the codes' bytes, so they come from memory as in a model).
+    /// </summary>
+    internal static WeightMatrix Matrix(DType dtype, WeightStorage storage, long offset, int rows, int cols)
+    {
+        const int block = 128;
+        return dtype switch
+        {
+            DType.F8E4M3 => WeightMatrix.Fp8(storage, offset, rows, cols,
+                Enumerable.Repeat(1f / 64, (rows + block - 1) / block * ((cols + block - 1) / block)).ToArray(), block, block),
+            DType.I8 => WeightMatrix.Q8(storage, offset, rows, cols,
+                Enumerable.Repeat(1f / 64, rows * ((cols + WeightMatrix.GroupSize - 1) / WeightMatrix.GroupSize)).ToArray()),
+            _ => WeightMatrix.Dense(storage, offset, dtype, rows, cols),
+        };
     }
 
     /// <summary>count matrices of random finite codes (<see cref="RandomCodes"/>).</summary>

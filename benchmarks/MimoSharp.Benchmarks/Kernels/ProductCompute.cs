@@ -72,13 +72,7 @@ internal static class ProductCompute
     {
         var bytes = new byte[(long)rows * cols * DTypes.SizeOf(dtype)];
         ProductBandwidth.RandomCodes(dtype, bytes, random);
-        const int block = 128;
-        var storage = NativeBuffer.From(bytes); // lives as long as the process: a benchmark
-        return dtype switch
-        {
-            DType.F8E4M3 => WeightMatrix.Fp8(storage, 0, rows, cols, Enumerable.Repeat(1f / 64, (rows + block - 1) / block * ((cols + block - 1) / block)).ToArray(), block, block),
-            DType.I8 => WeightMatrix.Q8(storage, 0, rows, cols, Enumerable.Repeat(1f / 64, rows * ((cols + WeightMatrix.GroupSize - 1) / WeightMatrix.GroupSize)).ToArray()),
-            _ => WeightMatrix.Dense(storage, 0, dtype, rows, cols),
-        };
+        // The storage lives as long as the process: a benchmark.
+        return ProductBandwidth.Matrix(dtype, NativeBuffer.From(bytes), 0, rows, cols);
     }
 }
